@@ -1,0 +1,232 @@
+//! From per-object predictions to the cell's karyotype: a consistent assignment of classes
+//! (each class holds a pair, plus one extra slot at a cost so a trisomy can still show), then
+//! counts, sex chromosomes and an ISCN-style string.
+
+use pathfinding::prelude::{kuhn_munkres, Matrix};
+use serde::Serialize;
+
+use crate::model::{CellAssignment, Prediction};
+
+/// Probability below which a structural call is not made.
+pub const STRUCTURE_THRESHOLD: f32 = 0.5;
+
+/// One classified object of the cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    /// Index into the card's identity labels.
+    pub class: usize,
+    pub label: String,
+    /// The model's probability for the assigned class.
+    pub confidence: f32,
+    /// The class the model alone preferred, when the cell step changed it.
+    pub argmax: usize,
+    pub structure: String,
+    pub structure_confidence: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Karyotype {
+    pub count: usize,
+    pub sex_chromosomes: String,
+    /// ISCN-style, e.g. `47,XY,+21`.
+    pub iscn: String,
+    /// Autosome labels whose copy number differs from two, with that number.
+    pub numerical: Vec<(String, usize)>,
+    /// Structural changes as `type(chromosome)`, e.g. `del(5)`.
+    pub structural: Vec<String>,
+}
+
+/// Assigns each object a class, consistent across the cell. Objects beyond every slot keep
+/// their argmax.
+pub fn assign(
+    predictions: &[Prediction],
+    labels: &[String],
+    structure_labels: &[String],
+    rules: &CellAssignment,
+) -> Vec<Call> {
+    let mut slots: Vec<(usize, f64)> = Vec::new();
+    for (class, label) in labels.iter().enumerate() {
+        let capacity = rules.capacity.get(label).copied().unwrap_or(2);
+        slots.extend(std::iter::repeat_n((class, 0.0), capacity));
+        slots.push((class, rules.extra_slot_cost));
+    }
+    let n = predictions.len();
+    let classes: Vec<usize> = if n == 0 || n > slots.len() {
+        predictions.iter().map(|p| argmax(&p.identity)).collect()
+    } else {
+        // kuhn_munkres maximises integer weights: use −cost in micro-nats.
+        let weights = Matrix::from_fn(n, slots.len(), |(i, j)| {
+            let (class, extra) = slots[j];
+            let p = predictions[i].identity[class].max(1e-12) as f64;
+            -((-p.ln() + extra) * 1e6).round() as i64
+        });
+        let (_, assignment) = kuhn_munkres(&weights);
+        assignment.into_iter().map(|j| slots[j].0).collect()
+    };
+    predictions
+        .iter()
+        .zip(classes)
+        .map(|(p, class)| {
+            let structure = argmax(&p.structure);
+            Call {
+                class,
+                label: labels[class].clone(),
+                confidence: p.identity[class],
+                argmax: argmax(&p.identity),
+                structure: structure_labels[structure].clone(),
+                structure_confidence: p.structure[structure],
+            }
+        })
+        .collect()
+}
+
+pub fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
+}
+
+/// ISCN abbreviations for the structure head's classes.
+fn iscn_abbreviation(structure: &str) -> Option<&'static str> {
+    match structure {
+        "deletion" => Some("del"),
+        "duplication" => Some("dup"),
+        "inversion" => Some("inv"),
+        "translocation" => Some("t"),
+        _ => None,
+    }
+}
+
+/// Builds the karyotype from the cell's calls. Labels are the card's (`1`…`22`, `X`, `Y`).
+pub fn karyotype(calls: &[Call], labels: &[String]) -> Karyotype {
+    let mut copies = vec![0usize; labels.len()];
+    for call in calls {
+        copies[call.class] += 1;
+    }
+    let count_of = |name: &str| labels.iter().position(|l| l == name).map_or(0, |i| copies[i]);
+    let sex_chromosomes = "X".repeat(count_of("X")) + &"Y".repeat(count_of("Y"));
+    let mut parts = vec![
+        calls.len().to_string(),
+        if sex_chromosomes.is_empty() { "?".into() } else { sex_chromosomes.clone() },
+    ];
+    let mut numerical = Vec::new();
+    let mut structural = Vec::new();
+    for (class, label) in labels.iter().enumerate() {
+        if label == "X" || label == "Y" {
+            continue;
+        }
+        let n = copies[class];
+        if n != 2 {
+            numerical.push((label.clone(), n));
+        }
+        let sign = if n > 2 { "+" } else { "-" };
+        parts.extend(std::iter::repeat_n(format!("{sign}{label}"), n.abs_diff(2)));
+        for call in calls.iter().filter(|c| c.class == class) {
+            if let Some(abbreviation) = flagged_structure(call) {
+                let flag = format!("{abbreviation}({label})");
+                parts.push(flag.clone());
+                structural.push(flag);
+            }
+        }
+    }
+    for label in ["X", "Y"] {
+        for call in calls.iter().filter(|c| c.label == label) {
+            if let Some(abbreviation) = flagged_structure(call) {
+                let flag = format!("{abbreviation}({label})");
+                parts.insert(2, flag.clone());
+                structural.push(flag);
+            }
+        }
+    }
+    Karyotype { count: calls.len(), sex_chromosomes, iscn: parts.join(","), numerical, structural }
+}
+
+fn flagged_structure(call: &Call) -> Option<&'static str> {
+    if call.structure_confidence >= STRUCTURE_THRESHOLD {
+        iscn_abbreviation(&call.structure)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> Vec<String> {
+        (1..=22).map(|i| i.to_string()).chain(["X".into(), "Y".into()]).collect()
+    }
+
+    fn structure_labels() -> Vec<String> {
+        ["normal", "deletion", "duplication", "inversion", "translocation"].map(String::from).to_vec()
+    }
+
+    fn rules() -> CellAssignment {
+        let mut capacity: std::collections::BTreeMap<String, usize> =
+            labels().into_iter().map(|l| (l, 2)).collect();
+        capacity.insert("Y".into(), 1);
+        CellAssignment { capacity, extra_slot_cost: 4.0 }
+    }
+
+    /// A confident prediction for `class`, with `runner_up` as the second choice.
+    fn prediction(class: usize, p: f32, runner_up: usize) -> Prediction {
+        let mut identity = vec![(1.0 - p - 0.05) / 22.0; 24];
+        identity[class] = p;
+        identity[runner_up] = 0.05;
+        Prediction { identity, structure: vec![0.9, 0.025, 0.025, 0.025, 0.025] }
+    }
+
+    fn cell(sex: &[usize], extra: &[usize]) -> Vec<Prediction> {
+        let mut cell: Vec<Prediction> =
+            (0..22).flat_map(|c| [prediction(c, 0.9, (c + 1) % 22), prediction(c, 0.9, (c + 1) % 22)]).collect();
+        cell.extend(sex.iter().map(|&c| prediction(c, 0.9, 0)));
+        cell.extend(extra.iter().map(|&c| prediction(c, 0.9, 0)));
+        cell
+    }
+
+    fn iscn(predictions: &[Prediction]) -> String {
+        let calls = assign(predictions, &labels(), &structure_labels(), &rules());
+        karyotype(&calls, &labels()).iscn
+    }
+
+    #[test]
+    fn normal_cells() {
+        assert_eq!(iscn(&cell(&[22, 22], &[])), "46,XX");
+        assert_eq!(iscn(&cell(&[22, 23], &[])), "46,XY");
+    }
+
+    #[test]
+    fn aneuploidies_survive_the_cell_step() {
+        assert_eq!(iscn(&cell(&[22, 23], &[20])), "47,XY,+21");
+        assert_eq!(iscn(&cell(&[22], &[])), "45,X");
+        assert_eq!(iscn(&cell(&[22, 22, 23], &[])), "47,XXY");
+    }
+
+    #[test]
+    fn a_lost_autosome_is_named() {
+        let mut predictions = cell(&[22, 22], &[]);
+        predictions.remove(2 * 12);
+        assert_eq!(iscn(&predictions), "45,XX,-13");
+    }
+
+    #[test]
+    fn a_weak_third_copy_moves_to_its_runner_up() {
+        // Three objects lean to 5, but one has 6 as a close second and 6 has a free slot.
+        let mut predictions = cell(&[22, 22], &[]);
+        predictions.remove(2 * 5);
+        let mut confused = prediction(4, 0.5, 5);
+        confused.identity[5] = 0.4;
+        predictions.push(confused);
+        assert_eq!(iscn(&predictions), "46,XX");
+    }
+
+    #[test]
+    fn structural_flag_is_written_iscn_style() {
+        let mut predictions = cell(&[22, 22], &[]);
+        predictions[8].structure = vec![0.1, 0.8, 0.05, 0.03, 0.02];
+        assert_eq!(iscn(&predictions), "46,XX,del(5)");
+    }
+}

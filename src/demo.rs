@@ -1,0 +1,126 @@
+//! Demo metaphase frames rendered from the model card's class statistics (relative length,
+//! width and band profile of each chromosome, measured by train/ on real G-band crops), so
+//! the device can show the whole pipeline with no camera and no patient image on board.
+
+use image::{GrayImage, Luma};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+use crate::decide::Verdict;
+use crate::model::ClassStats;
+
+/// Karyotypes of the built-in demo frames, with the verdict a correct screen gives.
+pub const DEMO_CELLS: [(&str, Verdict); 6] = [
+    ("46,XX", Verdict::Normal),
+    ("47,XY,+21", Verdict::Abnormal),
+    ("46,XY", Verdict::Normal),
+    ("45,X", Verdict::Abnormal),
+    ("47,XX,+18", Verdict::Abnormal),
+    ("47,XXY", Verdict::Abnormal),
+];
+
+const FRAME_SIZE: u32 = 1024;
+/// Length in pixels of a chromosome of median length.
+const MEDIAN_LENGTH: f64 = 64.0;
+const BACKGROUND: f64 = 228.0;
+
+/// The chromosome labels a karyotype string such as `47,XY,+21` or `45,XX,-13` describes.
+pub fn chromosomes_of(karyotype: &str) -> Result<Vec<String>, String> {
+    let mut parts = karyotype.split(',');
+    let count: usize = parts
+        .next()
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("karyotype {karyotype:?} does not start with a count"))?;
+    let sex = parts.next().ok_or_else(|| format!("karyotype {karyotype:?} has no sex chromosomes"))?;
+    let mut labels: Vec<String> = (1..=22).flat_map(|c| [c.to_string(), c.to_string()]).collect();
+    labels.extend(sex.chars().map(|c| c.to_string()));
+    for change in parts {
+        let (sign, label) = change.split_at(1);
+        match sign {
+            "+" => labels.push(label.to_string()),
+            "-" => {
+                let at = labels.iter().position(|l| l == label).ok_or_else(|| format!("cannot remove {label}"))?;
+                labels.remove(at);
+            }
+            _ => return Err(format!("karyotype change {change:?} is not +N or -N")),
+        }
+    }
+    if labels.len() != count {
+        return Err(format!("karyotype {karyotype:?} lists {} chromosomes, not {count}", labels.len()));
+    }
+    Ok(labels)
+}
+
+/// Renders one metaphase: every chromosome straight, at a random angle, none touching.
+pub fn render_cell(karyotype: &str, stats: &[ClassStats], seed: u64) -> Result<GrayImage, String> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut canvas = vec![BACKGROUND; (FRAME_SIZE * FRAME_SIZE) as usize];
+    let mut placed: Vec<(f64, f64, f64)> = Vec::new();
+    for label in chromosomes_of(karyotype)? {
+        let class = stats
+            .iter()
+            .find(|s| s.label == label)
+            .ok_or_else(|| format!("the model card has no class statistics for {label}"))?;
+        let length = class.rel_length * MEDIAN_LENGTH * rng.gen_range(0.95..1.05);
+        let radius = length / 2.0 + 8.0;
+        let centre = (0..2000)
+            .map(|_| {
+                let margin = radius + 4.0;
+                (rng.gen_range(margin..FRAME_SIZE as f64 - margin), rng.gen_range(margin..FRAME_SIZE as f64 - margin))
+            })
+            .find(|&(x, y)| placed.iter().all(|&(px, py, pr)| (px - x).hypot(py - y) > pr + radius))
+            .ok_or("no room left in the frame for every chromosome")?;
+        placed.push((centre.0, centre.1, radius));
+        let angle = rng.gen_range(0.0..std::f64::consts::PI);
+        draw_chromosome(&mut canvas, class, centre, angle, length);
+    }
+    let frame = GrayImage::from_fn(FRAME_SIZE, FRAME_SIZE, |x, y| {
+        let noise: f64 = rng.gen_range(-4.0..4.0);
+        Luma([(canvas[(y * FRAME_SIZE + x) as usize] + noise).round().clamp(0.0, 255.0) as u8])
+    });
+    Ok(frame)
+}
+
+/// Paints a straight chromosome: its half-width and darkness follow the class profiles
+/// along its length; edges are anti-aliased by pixel coverage.
+fn draw_chromosome(canvas: &mut [f64], class: &ClassStats, centre: (f64, f64), angle: f64, length: f64) {
+    let axis = (angle.cos(), angle.sin());
+    let across = (-axis.1, axis.0);
+    let reach = length / 2.0 + 2.0;
+    let bins = class.ink_profile.len().min(class.width_profile.len());
+    if bins == 0 {
+        return;
+    }
+    let (x0, x1) = ((centre.0 - reach).floor() as u32, (centre.0 + reach).ceil() as u32);
+    let (y0, y1) = ((centre.1 - reach).floor() as u32, (centre.1 + reach).ceil() as u32);
+    for y in y0..=y1.min(FRAME_SIZE - 1) {
+        for x in x0..=x1.min(FRAME_SIZE - 1) {
+            let (dx, dy) = (x as f64 - centre.0, y as f64 - centre.1);
+            let along = dx * axis.0 + dy * axis.1 + length / 2.0;
+            let side = (dx * across.0 + dy * across.1).abs();
+            if !(0.0..length).contains(&along) {
+                continue;
+            }
+            let bin = ((along / length) * bins as f64) as usize;
+            let half_width = class.width_profile[bin.min(bins - 1)] * length;
+            let coverage = (half_width - side + 0.5).clamp(0.0, 1.0);
+            let darkness = 40.0 + 160.0 * class.ink_profile[bin.min(bins - 1)];
+            let pixel = &mut canvas[(y * FRAME_SIZE + x) as usize];
+            *pixel = (*pixel - coverage * darkness).max(0.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn karyotype_strings_expand_to_chromosomes() {
+        assert_eq!(chromosomes_of("46,XY").unwrap().len(), 46);
+        let trisomy = chromosomes_of("47,XY,+21").unwrap();
+        assert_eq!(trisomy.iter().filter(|l| *l == "21").count(), 3);
+        assert_eq!(chromosomes_of("45,X").unwrap().iter().filter(|l| *l == "X").count(), 1);
+        assert!(chromosomes_of("46,XY,+21").is_err(), "count must match");
+        assert!(chromosomes_of("47,XY,*21").is_err());
+    }
+}

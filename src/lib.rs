@@ -1,0 +1,15 @@
+//! karyoscreen: chromosome-spread screening on a small Linux board.
+//!
+//! The modules are the pipeline, in order: capture → preprocess → segment → model (infer) →
+//! analyse → decide → indicate / record. `pipeline` strings them together for one frame.
+
+pub mod analyse;
+pub mod capture;
+pub mod decide;
+pub mod demo;
+pub mod indicate;
+pub mod model;
+pub mod pipeline;
+pub mod preprocess;
+pub mod record;
+pub mod segment;

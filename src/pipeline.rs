@@ -1,0 +1,110 @@
+//! One frame through every stage: segment → preprocess → infer → analyse → decide.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use image::GrayImage;
+use serde::Serialize;
+
+use crate::analyse::{assign, karyotype, Call, Karyotype};
+use crate::decide::{decide, Decision, Thresholds};
+use crate::model::Model;
+use crate::preprocess::{preprocess_crop, size_features, Prepared};
+use crate::segment::{segment, BBox, SegmentParams};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectResult {
+    pub bbox: BBox,
+    #[serde(flatten)]
+    pub call: Call,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub segment_ms: f64,
+    pub preprocess_ms: f64,
+    pub infer_ms: f64,
+    pub analyse_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CellResult {
+    pub count: usize,
+    pub karyotype: String,
+    pub verdict: crate::decide::Verdict,
+    pub reasons: Vec<String>,
+    pub objects: Vec<ObjectResult>,
+    pub polarity: crate::preprocess::Polarity,
+    pub debris: usize,
+    pub timings: Timings,
+    #[serde(skip)]
+    pub detail: Karyotype,
+}
+
+pub struct Pipeline {
+    pub model: Model,
+    pub segment: SegmentParams,
+    pub thresholds: Thresholds,
+}
+
+impl Pipeline {
+    pub fn new(model: Model) -> Pipeline {
+        let segment = SegmentParams {
+            polarity_threshold: model.card.preprocessing.polarity_threshold,
+            ..SegmentParams::default()
+        };
+        Pipeline { model, segment, thresholds: Thresholds::default() }
+    }
+
+    pub fn analyse(&self, frame: &GrayImage) -> Result<CellResult> {
+        let mut timings = Timings::default();
+        let clock = Instant::now();
+        let segmentation = segment(frame, &self.segment);
+        timings.segment_ms = ms(clock);
+
+        let clock = Instant::now();
+        let params = &self.model.card.preprocessing;
+        let mut prepared: Vec<Prepared> = Vec::new();
+        let mut boxes = Vec::new();
+        let mut unresolved = 0;
+        for object in &segmentation.objects {
+            match preprocess_crop(&object.crop, Some(segmentation.polarity), params) {
+                Ok(p) => {
+                    prepared.push(p);
+                    boxes.push(object.bbox);
+                }
+                Err(_) => unresolved += 1,
+            }
+        }
+        let sizes = size_features(&prepared);
+        let pixels: Vec<f32> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
+        timings.preprocess_ms = ms(clock);
+
+        let clock = Instant::now();
+        let predictions = self.model.classify(&pixels, &sizes)?;
+        timings.infer_ms = ms(clock);
+
+        let clock = Instant::now();
+        let card = &self.model.card;
+        let calls = assign(&predictions, card.identity_labels(), card.structure_labels(), &card.cell_assignment);
+        let detail = karyotype(&calls, card.identity_labels());
+        let Decision { verdict, reasons } = decide(&detail, &calls, unresolved, &self.thresholds);
+        timings.analyse_ms = ms(clock);
+
+        Ok(CellResult {
+            count: detail.count,
+            karyotype: detail.iscn.clone(),
+            verdict,
+            reasons,
+            objects: boxes.into_iter().zip(calls).map(|(bbox, call)| ObjectResult { bbox, call }).collect(),
+            polarity: segmentation.polarity,
+            debris: segmentation.debris,
+            timings,
+            detail,
+        })
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}

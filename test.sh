@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, then runs every test.
+#   ./test.sh            everything
+# Environment: KARYOSCREEN_DATA (default ../shared/data) for the tests that read real data.
+set -euo pipefail
+cd "$(dirname "$0")"
+export KARYOSCREEN_DATA="${KARYOSCREEN_DATA:-$(cd .. && pwd)/shared/data}"
+step() { printf '\n=== %s (%ss)\n' "$1" "$SECONDS"; }
+
+step "python venv (train/.venv: torch, onnx, onnxruntime)"
+if ! train/.venv/bin/python -c 'import torch, onnx, onnxruntime, pytest, karyotrain' 2>/dev/null; then
+    python3 -m venv train/.venv
+    train/.venv/bin/pip install -q --upgrade pip
+    train/.venv/bin/pip install -q -e 'train[test]'
+fi
+
+step "python tests (preprocessing spec, golden vectors, training smoke run)"
+train/.venv/bin/python -m pytest -q train/tests
+
+step "fixtures: golden vectors reproduce byte for byte; parity outputs from a fresh onnxruntime run"
+train/.venv/bin/python -m karyotrain.fixtures
+git diff --exit-code --stat -- tests/fixtures/golden
+echo "golden vectors reproduced"
+
+step "rust tests (unit, golden vectors, tract-vs-onnxruntime parity, demo end to end)"
+cargo test --locked
+
+step "done"

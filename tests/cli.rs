@@ -1,0 +1,108 @@
+//! The binary as a user runs it: the demo, one analysed frame, and clear one-line errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn karyoscreen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_karyoscreen")).args(args).output().expect("binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn demo_runs_every_frame_and_lights_leds() {
+    let out = karyoscreen(&["demo"]);
+    assert!(out.status.success(), "demo failed: {}", stderr(&out));
+    let text = stdout(&out);
+    let frames = text.lines().filter(|l| l.starts_with("frame ")).count();
+    assert_eq!(frames, karyoscreen::demo::DEMO_CELLS.len(), "{text}");
+    assert!(text.contains("LED ready"), "{text}");
+    let summary = text.lines().find(|l| l.contains("detected karyotypes match")).expect("summary line");
+    let matched: usize = summary.split('/').next().unwrap().trim().parse().unwrap();
+    assert!(matched >= 1, "no demo karyotype was detected right: {text}");
+}
+
+#[test]
+fn analyze_json_has_the_documented_fields() {
+    let dir = scratch("analyze");
+    let frame = dir.join("frame.png");
+    let truth = karyoscreen(&["demo", "--write-frame", "2", "--out", frame.to_str().unwrap()]);
+    assert!(truth.status.success(), "{}", stderr(&truth));
+    let truth: serde_json::Value = serde_json::from_str(stdout(&truth).trim()).unwrap();
+    assert_eq!(truth["karyotype"], "47,XY,+21");
+
+    let out = karyoscreen(&["analyze", frame.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let count = result["count"].as_u64().unwrap();
+    assert!((40..=52).contains(&count), "segmentation found {count} objects on a 47-chromosome frame");
+    let karyotype = result["karyotype"].as_str().unwrap();
+    assert!(!karyotype.contains(' ') && karyotype.starts_with(&count.to_string()));
+    assert!(["normal", "abnormal", "indeterminate"].contains(&result["verdict"].as_str().unwrap()));
+    assert!(!result["reasons"].as_array().unwrap().is_empty());
+    let objects = result["objects"].as_array().unwrap();
+    assert_eq!(objects.len() as u64, count);
+    for key in ["bbox", "label", "confidence", "structure", "structure_confidence"] {
+        assert!(objects[0].get(key).is_some(), "object lacks {key}: {}", objects[0]);
+    }
+    assert!(result["timings"]["infer_ms"].as_f64().unwrap() > 0.0);
+}
+
+/// One line on stderr naming the file, a non-zero exit, no panic.
+fn assert_clean_error(out: &Output, names: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success());
+    assert_eq!(err.trim_end().lines().count(), 1, "error must be one line: {err}");
+    assert!(err.contains(names), "error must name {names}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_frames_give_one_line_errors() {
+    let dir = scratch("bad-frames");
+    let missing = dir.join("missing.png");
+    assert_clean_error(&karyoscreen(&["analyze", missing.to_str().unwrap()]), "missing.png");
+
+    let truncated = dir.join("truncated.png");
+    let frame = dir.join("frame.png");
+    assert!(karyoscreen(&["demo", "--write-frame", "1", "--out", frame.to_str().unwrap()]).status.success());
+    let bytes = std::fs::read(&frame).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    assert_clean_error(&karyoscreen(&["analyze", truncated.to_str().unwrap()]), "truncated.png");
+
+    let text = dir.join("notes.png");
+    std::fs::write(&text, "not an image").unwrap();
+    assert_clean_error(&karyoscreen(&["analyze", text.to_str().unwrap()]), "notes.png");
+}
+
+#[test]
+fn a_model_that_does_not_match_its_card_is_refused() {
+    let dir = scratch("tampered");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let onnx = dir.join("m.onnx");
+    let mut bytes = std::fs::read(root.join("karyoscreen.onnx")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&onnx, bytes).unwrap();
+    std::fs::copy(root.join("karyoscreen.card.json"), dir.join("m.card.json")).unwrap();
+    let out = karyoscreen(&["--model", onnx.to_str().unwrap(), "demo"]);
+    assert_clean_error(&out, "m.onnx");
+    assert!(stderr(&out).contains("sha256"), "{}", stderr(&out));
+
+    let lonely = dir.join("lonely.onnx");
+    std::fs::copy(root.join("karyoscreen.onnx"), &lonely).unwrap();
+    assert_clean_error(&karyoscreen(&["--model", lonely.to_str().unwrap(), "demo"]), "lonely.card.json");
+}

@@ -1,0 +1,51 @@
+//! tract must run the shipped int8 model as onnxruntime does: older tract releases silently
+//! mis-ran per-channel int8 models, and this is the guard. train/karyotrain/fixtures.py wrote
+//! the inputs and onnxruntime's outputs for them.
+
+use std::path::Path;
+
+use karyoscreen::analyse::argmax;
+use karyoscreen::model::Model;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(rename = "N")]
+    n: usize,
+    model_sha256: String,
+    /// One quantization step of the last int8 activation, expressed in logits.
+    logit_tolerance: f32,
+}
+
+fn fixture(name: &str) -> Vec<f32> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+#[test]
+fn tract_matches_onnxruntime_on_the_shipped_int8_model() {
+    let meta: Meta = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/meta.json")).unwrap(),
+    )
+    .unwrap();
+    let model = Model::embedded().unwrap();
+    assert_eq!(model.sha256, meta.model_sha256, "parity fixtures were made for another model: regenerate them");
+
+    let images = fixture("image.f32");
+    let sizes: Vec<[f32; 2]> = fixture("size.f32").chunks_exact(2).map(|c| [c[0], c[1]]).collect();
+    assert_eq!(sizes.len(), meta.n);
+    let (identity, structure) = model.logits(&images, &sizes).unwrap();
+
+    for (head, ours, theirs, classes) in [
+        ("identity", &identity, fixture("identity.f32"), model.card.identity_labels().len()),
+        ("structure", &structure, fixture("structure.f32"), model.card.structure_labels().len()),
+    ] {
+        assert_eq!(ours.len(), theirs.len(), "{head}: output size");
+        let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= meta.logit_tolerance, "{head}: max logit difference {worst} > {}", meta.logit_tolerance);
+        for (i, (a, b)) in ours.chunks(classes).zip(theirs.chunks(classes)).enumerate() {
+            assert_eq!(argmax(a), argmax(b), "{head}: input {i} argmax differs");
+        }
+    }
+}

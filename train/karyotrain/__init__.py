@@ -1,0 +1,1 @@
+"""karyotrain: training, export and fixtures for the karyoscreen chromosome classifier."""

@@ -1,0 +1,174 @@
+"""Write project-generated test fixtures (no image from the shared data is ever copied).
+
+python -m karyotrain.fixtures [--name karyoscreen]
+
+tests/fixtures/golden/  8 synthetic 8-bit PNGs + manifest.json + the spec's output tensors (raw LE f32)
+tests/fixtures/parity/  24 model inputs + onnxruntime outputs of models/<name>.onnx + meta.json
+Deterministic: running it twice gives identical files.
+"""
+import argparse
+import hashlib
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from . import preprocess as P
+from .data import LABELS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GOLDEN = os.path.join(ROOT, "tests", "fixtures", "golden")
+PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
+
+# name, (H, W), angle (deg, image x right / y down), length, half-width, polarity, noise sigma, extra
+GOLDEN_SPECS = [
+    ("rod_000_dark", (37, 81), 0.0, 64, 6.0, "dark", 4.0, None),
+    ("rod_090_dark", (90, 41), 90.0, 70, 7.0, "dark", 3.0, None),
+    ("rod_030_light", (71, 83), 30.0, 60, 5.5, "light", 5.0, None),
+    ("rod_135_light", (64, 64), 135.0, 55, 5.0, "light", 4.0, None),
+    ("rod_030_dark_gradient", (77, 95), 30.0, 72, 7.5, "dark", 3.0, "gradient"),
+    ("small_017_dark", (23, 29), 17.0, 16, 4.0, "dark", 3.0, None),
+    ("rod_120_light_odd", (53, 47), 120.0, 40, 4.5, "light", 6.0, None),
+    ("bent_075_dark", (101, 59), 75.0, 85, 6.5, "dark", 5.0, "bent"),
+]
+
+
+def draw_rod(hw, angle, length, halfw, polarity, sigma, extra, seed, ink_profile=None, width_profile=None):
+    """A banded, capsule-shaped rod; returns a uint8 H x W image."""
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    a = np.deg2rad(angle)
+    ax, ay = np.cos(a), np.sin(a)
+    cx, cy = (w - 1) / 2 + 0.3, (h - 1) / 2 - 0.2
+    t = (x - cx) * ax + (y - cy) * ay
+    s = (x - cx) * ay - (y - cy) * ax
+    if extra == "bent":                                   # gentle bow
+        s = s - 0.004 * t ** 2
+    tn = np.clip(t / length + 0.5, 0, 1)                   # 0..1 along the rod
+    if width_profile is not None:
+        hwid = np.interp(tn, (np.arange(32) + 0.5) / 32, width_profile) * length
+    else:
+        hwid = halfw * np.ones_like(t)
+    tc = np.clip(np.abs(t) - (length / 2 - hwid), 0, None)  # rounded ends
+    d = np.sqrt(tc ** 2 + s ** 2)
+    cover = np.clip(hwid + 0.5 - d, 0, 1)                  # anti-aliased edge
+    if ink_profile is not None:
+        band = np.interp(tn, (np.arange(32) + 0.5) / 32, ink_profile)
+    else:
+        band = 0.55 + 0.45 * np.sign(np.sin(tn * 2 * np.pi * 5.5 + 0.4)) * 0.8  # stained bands
+        band = np.clip(band, 0.1, 1.0)
+    ink = cover * band * 170.0
+    if polarity == "dark":
+        g = 235.0 - ink
+    else:
+        g = 18.0 + ink
+    if extra == "gradient":
+        g = g - 25.0 * (x / w) - 10.0 * (y / h)            # uneven illumination
+    g = g + rng.normal(0, sigma, g.shape)
+    return np.clip(np.round(g), 0, 255).astype(np.uint8)
+
+
+def write_f32(path, arr):
+    np.ascontiguousarray(arr, dtype="<f4").tofile(path)
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def golden():
+    os.makedirs(GOLDEN, exist_ok=True)
+    items, tensors, L, A = [], [], [], []
+    for k, (name, hw, ang, ln, hwid, pol, sig, extra) in enumerate(GOLDEN_SPECS):
+        g = draw_rod(hw, ang, ln, hwid, pol, sig, extra, seed=1000 + k)
+        Image.fromarray(g, mode="L").save(os.path.join(GOLDEN, f"{name}.png"), optimize=False)
+        r = P.preprocess_full(g)
+        write_f32(os.path.join(GOLDEN, f"{name}.f32"), r["image"])
+        tensors.append(r["image"]); L.append(r["length"]); A.append(r["area"])
+        items.append(dict(file=f"{name}.png", height=hw[0], width=hw[1], polarity=r["polarity"],
+                          length=r["length"], area=r["area"], tensor=f"{name}.f32",
+                          debug=dict(border_median_ink_bg=r["bg"], otsu_t=r["otsu_t"], p=r["p"],
+                                     cx=r["cx"], cy=r["cy"], theta=r["theta"], mu11=r["mu11"],
+                                     width=r["width"])))
+    size = P.size_features(L, A)
+    man = dict(spec=P.SPEC, params=P.PARAMS, tolerance=1e-4,
+               tensor_format="raw little-endian float32, shape [1,64,64], row-major",
+               note="polarity is detected per image (lone crop rule); size is for all 8 as one cell",
+               images=items, cell=dict(median_length=P.median(L), median_area=P.median(A),
+                                       size=[[float(v) for v in row] for row in size]))
+    with open(os.path.join(GOLDEN, "manifest.json"), "w") as f:
+        json.dump(man, f, indent=1)
+    return np.stack(tensors), size
+
+
+def renders(card, n=12):
+    """Synthetic G-band-like cells drawn from the card's class_stats, preprocessed by the spec."""
+    stats = card["class_stats"]
+    labels = [0, 1, 4, 6, 8, 11, 14, 17, 20, 21, 22, 23][:n]
+    imgs, L, A = [], [], []
+    for k, c in enumerate(labels):
+        st = stats[c]
+        length = 90 * st["rel_length"]
+        hwid = max(2.0, 0.5 * st["aspect"] * length)
+        side = int(np.ceil(length + 4 * hwid)) + 6
+        g = draw_rod((side, side + 3), 20.0 + 37 * k, length, hwid, "dark", 3.0, None, seed=2000 + k,
+                     ink_profile=st["ink_profile"], width_profile=st["width_profile"])
+        r = P.preprocess_full(g, P.DARK_ON_LIGHT)
+        imgs.append(r["image"]); L.append(r["length"]); A.append(r["area"])
+    return np.stack(imgs), P.size_features(L, A), labels
+
+
+def parity(name, gold_img, gold_size):
+    import onnxruntime as ort
+    from .export import logit_tolerance
+    model = os.path.join(ROOT, "models", f"{name}.onnx")
+    with open(os.path.join(ROOT, "models", f"{name}.card.json")) as f:
+        card = json.load(f)
+    rimg, rsize, rlab = renders(card)
+    rng = np.random.default_rng(7)
+    nimg = rng.random((4, 1, P.S, P.S)).astype(np.float32)
+    nsize = rng.uniform(-1, 1, (4, 2)).astype(np.float32)
+    img = np.concatenate([gold_img, rimg, nimg]).astype(np.float32)
+    size = np.concatenate([gold_size, rsize, nsize]).astype(np.float32)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    ident, struct = sess.run(["identity", "structure"], dict(image=img, size=size))
+    os.makedirs(PARITY, exist_ok=True)
+    for fn, arr in (("image", img), ("size", size), ("identity", ident), ("structure", struct)):
+        write_f32(os.path.join(PARITY, f"{fn}.f32"), arr)
+    tol, scale, l1 = logit_tolerance(model)
+    n = len(img)
+    meta = dict(
+        N=n, model=f"{name}.onnx", model_sha256=sha256(model),
+        shapes=dict(image=[n, 1, P.S, P.S], size=[n, 2], identity=[n, 24], structure=[n, 5]),
+        format="raw little-endian float32, row-major",
+        rows=dict(golden=[0, 8], renders=[8, 8 + len(rimg)], noise=[8 + len(rimg), n]),
+        render_labels=[LABELS[c] for c in rlab],
+        identity_argmax=[int(v) for v in ident.argmax(1)],
+        logit_tolerance=tol,
+        logit_tolerance_comment=(
+            "one quantization step in logits: the heads are float Gemms fed by the dequantized "
+            "output of the last quantized activation (through GlobalAveragePool, which cannot "
+            f"enlarge a step); step = activation scale {scale:.6g} x max L1 norm of a head weight "
+            f"row {l1:.6g}. A runtime that rounds one step differently stays within this."),
+        generated_by="python -m karyotrain.fixtures (onnxruntime, 1 thread)")
+    with open(os.path.join(PARITY, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="write tests/fixtures/golden and tests/fixtures/parity")
+    ap.add_argument("--name", default="karyoscreen")
+    ap.add_argument("--golden-only", action="store_true")
+    args = ap.parse_args(argv)
+    gi, gs = golden()
+    if not args.golden_only:
+        parity(args.name, gi, gs)
+
+
+if __name__ == "__main__":
+    main()
