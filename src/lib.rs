@@ -7,6 +7,7 @@ pub mod analyse;
 pub mod capture;
 pub mod decide;
 pub mod demo;
+pub mod evaluate;
 pub mod indicate;
 pub mod model;
 pub mod pipeline;

@@ -43,9 +43,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Evaluate the model through this runtime on a labelled set (DIR/labels.csv + images).
+    Eval {
+        dir: PathBuf,
+        /// Only rows of this split (train, val, test).
+        #[arg(long)]
+        split: Option<String>,
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
+    // Like other Unix filters: a closed pipe (`karyoscreen demo | head`) ends us quietly.
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -66,6 +81,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo { write_frame: Some(n), out: Some(out) } => write_demo_frame(&model, n, &out),
         Command::Demo { .. } => demo(Pipeline::new(model), recorder.as_mut()),
         Command::Analyze { frame, json } => analyze(Pipeline::new(model), &frame, json, recorder.as_mut()),
+        Command::Eval { dir, split, json } => eval(&model, &dir, split.as_deref(), json),
     }
 }
 
@@ -91,14 +107,14 @@ fn demo(pipeline: Pipeline, mut recorder: Option<&mut Recorder>) -> Result<ExitC
     while let Some(frame) = source.next_frame()? {
         let (truth, _) = DEMO_CELLS[total];
         total += 1;
-        panel.set(Led::Busy, true).ok();
         let result = analyse_and_record(&pipeline, &frame, recorder.as_deref_mut())?;
         let hit = result.karyotype == truth;
         matched += hit as usize;
         println!(
-            "frame {total}: true {truth:<11} detected {:<14} {} verdict {}: {}",
+            "frame {total}: true {truth:<11} detected {:<14} {}  LED {:<13} verdict {}: {}",
             result.karyotype,
             if hit { "(match)   " } else { "(mismatch)" },
+            Led::for_verdict(result.verdict).name(),
             result.verdict,
             result.reasons.join("; ")
         );
@@ -129,6 +145,29 @@ fn analyze(pipeline: Pipeline, path: &std::path::Path, json: bool, recorder: Opt
     } else {
         println!("{}: {} objects, karyotype {}", frame.origin, result.count, result.karyotype);
         println!("verdict {}: {}", result.verdict, result.reasons.join("; "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(model: &Model, dir: &std::path::Path, split: Option<&str>, json: bool) -> Result<ExitCode> {
+    let report = karyoscreen::evaluate::evaluate(model, dir, split)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} ({}), {} crops in {} cells, model {}",
+            report.data,
+            report.split.as_deref().unwrap_or("all splits"),
+            report.cell.n,
+            report.cells,
+            report.model
+        );
+        for (level, f) in [("per crop", &report.crop), ("after cell step", &report.cell)] {
+            println!(
+                "{level:<16} accuracy {:.4}  macro precision {:.4}  recall {:.4}  F1 {:.4}",
+                f.accuracy, f.macro_precision, f.macro_recall, f.macro_f1
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

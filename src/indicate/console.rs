@@ -1,4 +1,4 @@
-//! Console backend: each LED is a line on stdout. Used by the demo and on a desk without a board.
+//! Console backend: every LED change is a line on stdout. Used by the demo and on a desk without a board.
 
 use std::convert::Infallible;
 
@@ -21,8 +21,8 @@ impl ConsolePin {
     fn write(&mut self, high: bool) {
         let was_lit = self.level.map(|l| l != self.active_low);
         let lit = high != self.active_low;
-        if was_lit.is_some() && was_lit != Some(lit) && lit {
-            println!("  LED {:<13} on", self.led.name());
+        if was_lit.is_some() && was_lit != Some(lit) {
+            println!("  LED {:<13} {}", self.led.name(), if lit { "on" } else { "off" });
         }
         self.level = Some(high);
     }
@@ -40,7 +40,7 @@ impl OutputPin for ConsolePin {
     }
 }
 
-/// A panel that prints each LED as it comes on.
+/// A panel that prints each LED as it changes.
 pub fn panel() -> Panel<ConsolePin> {
     let pins = Led::ALL.map(|led| ConsolePin { led, level: None, active_low: false });
     match Panel::new(pins, false) {

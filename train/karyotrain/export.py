@@ -194,10 +194,9 @@ def export_all(model, sets, args, hist, run_dir, train_seconds=0.0):
                           int8_float_top1_agreement=agree / max(n_test, 1),
                           agreement_crops=n_test, max_abs_logit_diff_test=round(max_dlogit, 5),
                           logit_step=round(tol, 6)),
-        training=dict(command="python -m karyotrain.train " + " ".join(
-                          f"--data {p}" for p in args.data) +
-                          f" --out {args.out} --name {args.name} --epochs {args.epochs} --seed {args.seed}"
-                          + (f" --limit-cells {args.limit_cells}" if args.limit_cells else ""),
+        training=dict(command=args.command, arch=args.arch, device=args.device,
+                      init=args.init and dict(checkpoint=os.path.basename(args.init),
+                                              trained_by=args.init_trained_by),
                       data={str(d["name"]): {s: int((d["split"] == s).sum()) for s in ("train", "val", "test")}
                             for d in sets},
                       seed=args.seed, epochs=args.epochs, params=n_params(model),

@@ -10,19 +10,26 @@ def block(cin, cout, stride):
                          nn.ReLU(inplace=True))
 
 
+DEFAULT_ARCH = "32s2,48s2,64,96s2,128"
+
+
 class KaryoNet(nn.Module):
-    def __init__(self, widths=(32, 48, 64, 96, 128), n_identity=24, n_structure=5, dropout=0.2):
+    """`arch`: comma-separated conv blocks, channels with `s2` for stride 2 (tract runs stride-2
+    convs faster than max-pooling)."""
+
+    def __init__(self, arch=DEFAULT_ARCH, n_identity=24, n_structure=5, dropout=0.2):
         super().__init__()
-        w = widths
-        self.features = nn.Sequential(       # stride-2 convs instead of max-pooling: 64->32->16->8
-            block(1, w[0], 2), block(w[0], w[1], 2), block(w[1], w[2], 1),
-            block(w[2], w[3], 2), block(w[3], w[4], 1),
-        )
+        blocks, cin = [], 1
+        for spec in arch.split(","):
+            cout, stride = (int(spec[:-2]), 2) if spec.endswith("s2") else (int(spec), 1)
+            blocks.append(block(cin, cout, stride))
+            cin = cout
+        self.features = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.size_fc = nn.Linear(2, 16)
         self.drop = nn.Dropout(dropout)
-        self.identity = nn.Linear(w[-1] + 16, n_identity)
-        self.structure = nn.Linear(w[-1] + 16, n_structure)
+        self.identity = nn.Linear(cin + 16, n_identity)
+        self.structure = nn.Linear(cin + 16, n_structure)
 
     def forward(self, image, size):
         f = self.pool(self.features(image)).flatten(1)

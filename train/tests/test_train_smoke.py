@@ -1,0 +1,32 @@
+"""The documented training command, end to end on a few real cells: train, export, int8, card."""
+import hashlib
+import json
+import os
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from karyotrain import train
+
+DATA = os.environ.get("KARYOSCREEN_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
+
+
+def test_short_training_run_writes_a_consistent_int8_model_and_card(tmp_path):
+    gband = os.path.join(DATA, "pki3_gband")
+    if not os.path.isdir(gband):
+        pytest.fail(f"{gband}: the shared data set is required for this test (set KARYOSCREEN_DATA)")
+    train.main(["--data", gband, "--limit-cells", "2", "--epochs", "1", "--out", str(tmp_path),
+                "--name", "smoke-test", "--device", "cpu"])
+    onnx_path = tmp_path / "smoke-test.onnx"
+    card = json.loads((tmp_path / "smoke-test.card.json").read_text())
+    assert card["onnx_sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    assert [i["name"] for i in card["inputs"]] == ["image", "size"]
+    assert len(card["outputs"][0]["labels"]) == 24
+    assert card["preprocessing"]["spec"] == "karyoscreen-pre-v1"
+    assert len(card["class_stats"]) == 24
+    session = ort.InferenceSession(str(onnx_path))
+    identity, structure = session.run(None, {"image": np.zeros((3, 1, 64, 64), np.float32),
+                                             "size": np.zeros((3, 2), np.float32)})
+    assert identity.shape == (3, 24) and structure.shape == (3, 5)
+    assert any(n.op_type == "DequantizeLinear" for n in __import__("onnx").load(str(onnx_path)).graph.node)
