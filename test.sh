@@ -7,6 +7,9 @@ cd "$(dirname "$0")"
 export KARYOSCREEN_DATA="${KARYOSCREEN_DATA:-$(cd .. && pwd)/shared/data}"
 step() { printf '\n=== %s (%ss)\n' "$1" "$SECONDS"; }
 
+step "host packages and Rust targets (cross linkers, qemu, libclang for V4L2 bindings)"
+tests/vm/setup-host.sh
+
 step "python venv (train/.venv: torch, onnx, onnxruntime)"
 if ! train/.venv/bin/python -c 'import torch, onnx, onnxruntime, pytest, karyotrain' 2>/dev/null; then
     python3 -m venv train/.venv

@@ -36,32 +36,68 @@ pub struct Karyotype {
     pub structural: Vec<String>,
 }
 
-/// Assigns each object a class, consistent across the cell. Objects beyond every slot keep
-/// their argmax.
+/// One place in the cell's expected karyotype.
+struct Slot {
+    /// Classes it accepts (two for the second sex chromosome: X or Y).
+    classes: Vec<usize>,
+    /// Cost of putting an object here beyond its likelihood (an extra copy).
+    extra: f64,
+    /// Cost of leaving it empty (a missing copy).
+    missing: f64,
+}
+
+/// The expected karyotype as slots: two of each autosome, one X and one X-or-Y, each with a
+/// cost when empty; plus one extra slot per class at a cost. A numerical change must then
+/// be worth its cost in likelihood, whether a gain or a loss, so one misread autosome cannot
+/// turn into "−18 and an extra Y".
+fn slots(labels: &[String], rules: &CellAssignment) -> Vec<Slot> {
+    let missing = rules.missing_slot_cost.unwrap_or(rules.extra_slot_cost);
+    let find = |name: &str| labels.iter().position(|l| l == name);
+    let (x, y) = (find("X"), find("Y"));
+    let mut slots = Vec::new();
+    let regular = |classes: Vec<usize>| Slot { classes, extra: 0.0, missing };
+    for (class, label) in labels.iter().enumerate() {
+        if Some(class) != x && Some(class) != y {
+            let copies = rules.capacity.get(label).copied().unwrap_or(2);
+            slots.extend((0..copies).map(|_| regular(vec![class])));
+        }
+        slots.push(Slot { classes: vec![class], extra: rules.extra_slot_cost, missing: 0.0 });
+    }
+    if let Some(x) = x {
+        slots.push(regular(vec![x]));
+        slots.push(regular([Some(x), y].into_iter().flatten().collect()));
+    }
+    slots
+}
+
+/// Assigns each object a class, consistent across the cell (a minimum-cost assignment of
+/// objects to slots, −ln p per object). Objects beyond every slot keep their argmax.
 pub fn assign(
     predictions: &[Prediction],
     labels: &[String],
     structure_labels: &[String],
     rules: &CellAssignment,
 ) -> Vec<Call> {
-    let mut slots: Vec<(usize, f64)> = Vec::new();
-    for (class, label) in labels.iter().enumerate() {
-        let capacity = rules.capacity.get(label).copied().unwrap_or(2);
-        slots.extend(std::iter::repeat_n((class, 0.0), capacity));
-        slots.push((class, rules.extra_slot_cost));
-    }
+    let slots = slots(labels, rules);
     let n = predictions.len();
+    let cost = |i: usize, slot: &Slot| -> (f64, usize) {
+        slot.classes
+            .iter()
+            .map(|&c| (-(predictions[i].identity[c].max(1e-12) as f64).ln() + slot.extra, c))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap_or((f64::MAX, 0))
+    };
     let classes: Vec<usize> = if n == 0 || n > slots.len() {
         predictions.iter().map(|p| argmax(&p.identity)).collect()
     } else {
-        // kuhn_munkres maximises integer weights: use −cost in micro-nats.
-        let weights = Matrix::from_fn(n, slots.len(), |(i, j)| {
-            let (class, extra) = slots[j];
-            let p = predictions[i].identity[class].max(1e-12) as f64;
-            -((-p.ln() + extra) * 1e6).round() as i64
+        // Square problem: rows past the objects are "nobody", who fill a slot at its missing
+        // cost. kuhn_munkres maximises integer weights: use −cost in micro-nats.
+        let weights = Matrix::from_fn(slots.len(), slots.len(), |(i, j)| {
+            let c = if i < n { cost(i, &slots[j]).0 } else { slots[j].missing };
+            -(c * 1e6).round() as i64
         });
         let (_, assignment) = kuhn_munkres(&weights);
-        assignment.into_iter().map(|j| slots[j].0).collect()
+        (0..n).map(|i| cost(i, &slots[assignment[i]]).1).collect()
     };
     predictions
         .iter()
@@ -168,7 +204,7 @@ mod tests {
         let mut capacity: std::collections::BTreeMap<String, usize> =
             labels().into_iter().map(|l| (l, 2)).collect();
         capacity.insert("Y".into(), 1);
-        CellAssignment { capacity, extra_slot_cost: 4.0 }
+        CellAssignment { capacity, extra_slot_cost: 4.0, missing_slot_cost: None }
     }
 
     /// A confident prediction for `class`, with `runner_up` as the second choice.
@@ -220,6 +256,15 @@ mod tests {
         let mut confused = prediction(4, 0.5, 5);
         confused.identity[5] = 0.4;
         predictions.push(confused);
+        assert_eq!(iscn(&predictions), "46,XX");
+    }
+
+    #[test]
+    fn one_autosome_that_looks_like_y_does_not_make_a_female_cell_xxy() {
+        let mut predictions = cell(&[22, 22], &[]);
+        let mut eighteen = prediction(23, 0.6, 17);
+        eighteen.identity[17] = 0.35;
+        predictions[2 * 17] = eighteen;
         assert_eq!(iscn(&predictions), "46,XX");
     }
 

@@ -4,7 +4,9 @@
 //! analyse → decide → indicate / record. `pipeline` strings them together for one frame.
 
 pub mod analyse;
+pub mod board;
 pub mod capture;
+pub mod case;
 pub mod decide;
 pub mod demo;
 pub mod evaluate;
@@ -13,4 +15,7 @@ pub mod model;
 pub mod pipeline;
 pub mod preprocess;
 pub mod record;
+pub mod run;
+pub mod report;
 pub mod segment;
+pub mod service;

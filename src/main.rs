@@ -9,7 +9,10 @@ use karyoscreen::demo::DEMO_CELLS;
 use karyoscreen::indicate::{console, Led};
 use karyoscreen::model::Model;
 use karyoscreen::pipeline::{CellResult, Pipeline};
+use karyoscreen::board::Board;
 use karyoscreen::record::Recorder;
+use karyoscreen::run::RunOptions;
+use karyoscreen::service::serve;
 
 /// Screens chromosome spreads: finds the chromosomes in a metaphase frame, classifies them,
 /// builds the karyotype and lights the matching indicator. A screening aid: a person signs off.
@@ -42,6 +45,45 @@ enum Command {
         /// Print the full result as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write DIR/<frame-stem>.annotated.png and DIR/<frame-stem>.karyogram.png.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+    },
+    /// Analyse every frame in DIR (sorted) as the cells of one case and tally them as a lab does:
+    /// modal number, clones (ISCN clone notation), mosaicism, case verdict with reasons.
+    Case {
+        dir: PathBuf,
+        /// Print the full case report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Cells to score for the count.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        count: usize,
+        /// Cells to analyse in full among the scored ones.
+        #[arg(long, value_name = "N", default_value_t = 5)]
+        analyse: usize,
+    },
+    /// The device's run loop: frames from the board's camera (or --source), verdicts on its LEDs.
+    #[command(group(clap::ArgGroup::new("profile").required(true).args(["board", "config"])))]
+    Run {
+        /// A built-in board profile: raspberry-pi-4, raspberry-pi-5, jetson-nano, jetson-orin-nano, generic.
+        #[arg(long, value_name = "NAME")]
+        board: Option<String>,
+        /// A board profile file (TOML, as in boards/).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Frames from: `camera` (the profile's), `demo`, a folder to watch, or one image file.
+        #[arg(long, default_value = "camera")]
+        source: karyoscreen::service::Source,
+        /// Print LED changes on the console instead of driving the board's GPIO lines.
+        #[arg(long)]
+        console_leds: bool,
+        /// Analysed frames of a field that must agree before a verdict is shown.
+        #[arg(long, default_value_t = 2)]
+        hold: usize,
+        /// Stop after this many frames.
+        #[arg(long, value_name = "N")]
+        max_frames: Option<usize>,
     },
     /// Evaluate the model through this runtime on a labelled set (DIR/labels.csv + images).
     Eval {
@@ -80,8 +122,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo { write_frame: Some(n), out: Some(out) } => write_demo_frame(&model, n, &out),
         Command::Demo { .. } => demo(Pipeline::new(model), recorder.as_mut()),
-        Command::Analyze { frame, json } => analyze(Pipeline::new(model), &frame, json, recorder.as_mut()),
+        Command::Analyze { frame, json, report } => {
+            analyze(Pipeline::new(model), &frame, json, report.as_deref(), recorder.as_mut())
+        }
+        Command::Case { dir, json, count, analyse } => {
+            case(Pipeline::new(model), &dir, json, count, analyse, recorder.as_mut())
+        }
         Command::Eval { dir, split, json } => eval(&model, &dir, split.as_deref(), json),
+        Command::Run { board, config, source, console_leds, hold, max_frames } => {
+            let board = match (board, config) {
+                (_, Some(path)) => Board::load(&path)?,
+                (Some(name), None) => Board::built_in(&name)?,
+                (None, None) => unreachable!("clap requires --board or --config"),
+            };
+            let options = RunOptions { hold: hold.max(1), max_frames, ..RunOptions::default() };
+            let pipeline = Pipeline::new(model);
+            let summary = serve(&pipeline, &board, &source, console_leds, &options, recorder.as_mut())?;
+            println!(
+                "stopped: {} frames, {} analysed, {} skipped by the quality gate, {} verdicts shown",
+                summary.frames, summary.analysed, summary.skipped, summary.shown
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -137,14 +199,81 @@ fn write_demo_frame(model: &Model, n: usize, out: &std::path::Path) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-fn analyze(pipeline: Pipeline, path: &std::path::Path, json: bool, recorder: Option<&mut Recorder>) -> Result<ExitCode> {
+fn analyze(
+    pipeline: Pipeline,
+    path: &std::path::Path,
+    json: bool,
+    report: Option<&std::path::Path>,
+    recorder: Option<&mut Recorder>,
+) -> Result<ExitCode> {
     let frame = load_frame(path)?;
     let result = analyse_and_record(&pipeline, &frame, recorder)?;
+    let pictures = match report {
+        Some(dir) => {
+            let stem = path.file_stem().map_or("frame".into(), |s| s.to_string_lossy().into_owned());
+            Some(karyoscreen::report::write_report(&frame.image, &result, &pipeline.thresholds, dir, &stem)?)
+        }
+        None => None,
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
         println!("{}: {} objects, karyotype {}", frame.origin, result.count, result.karyotype);
         println!("verdict {}: {}", result.verdict, result.reasons.join("; "));
+        if let Some(p) = &pictures {
+            println!("report: {} and {}", p.annotated.display(), p.karyogram.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn case(
+    pipeline: Pipeline,
+    dir: &std::path::Path,
+    json: bool,
+    count: usize,
+    analyse: usize,
+    mut recorder: Option<&mut Recorder>,
+) -> Result<ExitCode> {
+    use karyoscreen::case::{tally, CellSummary};
+    const FRAME_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read case folder", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| FRAME_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        anyhow::bail!("{}: no frames (png, jpg, jpeg, tif, tiff, bmp) in case folder", dir.display());
+    }
+    let mut cells = Vec::new();
+    for path in &paths {
+        let frame = load_frame(path)?;
+        let result = analyse_and_record(&pipeline, &frame, recorder.as_deref_mut())?;
+        cells.push(CellSummary::from_result(&frame.origin, &result));
+    }
+    let report = tally(&cells, count, analyse);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for cell in &report.cells {
+            println!("{:<13} {:<16} {:<13} {}", cell.role, cell.cell.karyotype, cell.cell.verdict, cell.cell.origin);
+        }
+        println!(
+            "case {}: {} frames, {} scored, {} indeterminate, modal number {}",
+            dir.display(),
+            report.cells_total,
+            report.cells_scored,
+            report.cells_indeterminate,
+            report.modal_count.map_or("-".into(), |m| m.to_string())
+        );
+        println!("karyotype {}", if report.karyotype.is_empty() { "-" } else { &report.karyotype });
+        println!("verdict {}: {}", report.verdict, report.reasons.join("; "));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -32,12 +32,16 @@ pub struct OutputSpec {
     pub labels: Vec<String>,
 }
 
-/// How each class of a cell is shared out: regular slots per class, plus one extra slot
-/// per class at a cost, so a real trisomy can still show.
+/// How each class of a cell is shared out: `capacity` regular slots per autosome, one X and
+/// one X-or-Y slot, plus one extra slot per class at a cost, so a real trisomy can still
+/// show; an empty regular slot costs too, so a loss needs as much evidence as a gain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellAssignment {
     pub capacity: std::collections::BTreeMap<String, usize>,
     pub extra_slot_cost: f64,
+    /// Cost of a regular slot left empty; the same as `extra_slot_cost` when absent.
+    #[serde(default)]
+    pub missing_slot_cost: Option<f64>,
 }
 
 /// What a class looks like (G-band), measured on training crops; the demo renders from it.

@@ -36,6 +36,9 @@ pub struct CellResult {
     pub objects: Vec<ObjectResult>,
     pub polarity: crate::preprocess::Polarity,
     pub debris: usize,
+    pub nuclei: usize,
+    /// Clusters segmentation could not separate, reported rather than guessed.
+    pub unresolved: usize,
     pub timings: Timings,
     #[serde(skip)]
     pub detail: Karyotype,
@@ -66,7 +69,7 @@ impl Pipeline {
         let params = &self.model.card.preprocessing;
         let mut prepared: Vec<Prepared> = Vec::new();
         let mut boxes = Vec::new();
-        let mut unresolved = 0;
+        let mut unresolved = segmentation.unresolved;
         for object in &segmentation.objects {
             match preprocess_crop(&object.crop, Some(segmentation.polarity), params) {
                 Ok(p) => {
@@ -99,6 +102,8 @@ impl Pipeline {
             objects: boxes.into_iter().zip(calls).map(|(bbox, call)| ObjectResult { bbox, call }).collect(),
             polarity: segmentation.polarity,
             debris: segmentation.debris,
+            nuclei: segmentation.nuclei,
+            unresolved,
             timings,
             detail,
         })

@@ -1,5 +1,5 @@
-//! Finding the chromosomes in a metaphase frame: polarity, background, Otsu threshold and
-//! 8-connected components; each object is cut out at native scale, with every other object's
+//! Finding the chromosomes in a metaphase frame: polarity, background map, hysteresis
+//! threshold (Otsu seeds) and 8-connected components; debris and nuclei set aside; each object is cut out at native scale, with every other object's
 //! pixels painted over with background, so the crop looks like a training crop.
 
 use image::{GrayImage, Luma};
@@ -33,6 +33,10 @@ pub struct Segmentation {
     pub objects: Vec<Object>,
     /// Components too small to be a chromosome (debris, noise).
     pub debris: usize,
+    /// Large round blobs: interphase nuclei, left out.
+    pub nuclei: usize,
+    /// Large irregular blobs (touching or overlapping chromosomes): not guessed at.
+    pub unresolved: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -53,27 +57,45 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
     let (w, h) = frame.dimensions();
     let background_gray = border_median(w as usize, h as usize, frame.as_raw());
     let ink = ink_image(frame, polarity);
-    let background = border_median(w as usize, h as usize, ink.as_raw());
-    let above: Vec<u8> = ink.as_raw().iter().map(|&v| v.saturating_sub(background)).collect();
-    let Some(threshold) = otsu_threshold(&above) else {
-        return Segmentation { polarity, objects: Vec::new(), debris: 0 };
-    };
-    let mask = GrayImage::from_fn(w, h, |x, y| {
-        Luma([if above[(y * w + x) as usize] > threshold { 255 } else { 0 }])
-    });
+    let background = background_map(&ink);
+    let above: Vec<u8> =
+        ink.as_raw().iter().zip(&background).map(|(&v, &b)| v.saturating_sub(b)).collect();
+    let empty = Segmentation { polarity, objects: Vec::new(), debris: 0, nuclei: 0, unresolved: 0 };
+    let Some(high) = otsu_threshold(&above) else { return empty };
+    // Hysteresis: objects are what rises above a low threshold (pale bands, dull
+    // heterochromatin stay attached) and reaches the Otsu threshold somewhere.
+    let low = (high / 3).max(noise_floor(&above, w as usize, h as usize)).min(high);
+    let mask = GrayImage::from_fn(w, h, |x, y| Luma([if above[(y * w + x) as usize] > low { 255 } else { 0 }]));
     let labels = connected_components(&mask, Connectivity::Eight, Luma([0u8]));
+    let components = measure(&labels, &above);
+    let seeded: Vec<(usize, &Component)> = components
+        .iter()
+        .enumerate()
+        .filter_map(|(label, c)| c.as_ref().map(|c| (label, c)))
+        .filter(|(_, c)| c.peak > high)
+        .collect();
 
-    let components = label_boxes(&labels);
-    let mut objects = Vec::new();
-    let mut debris = 0;
-    for (label, component) in components.iter().enumerate().skip(1) {
-        let Some((area, x0, y0, x1, y1)) = *component else { continue };
-        if area < params.min_area {
-            debris += 1;
+    let areas: Vec<f64> =
+        seeded.iter().filter(|(_, c)| c.area >= params.min_area).map(|(_, c)| c.area as f64).collect();
+    let typical = crate::preprocess::median(&areas);
+    let mut result = empty;
+    for (label, c) in seeded {
+        if c.area < params.min_area || (c.area as f64) < 0.12 * typical {
+            result.debris += 1;
             continue;
         }
-        let (cx0, cy0) = (x0.saturating_sub(CROP_PAD), y0.saturating_sub(CROP_PAD));
-        let (cx1, cy1) = ((x1 + CROP_PAD).min(w - 1), (y1 + CROP_PAD).min(h - 1));
+        if c.area as f64 > 5.0 * typical {
+            // A round, filled blob is an interphase nucleus; anything else that big is a
+            // cluster of touching or overlapping chromosomes we do not guess at.
+            if c.fill() > 0.6 && c.aspect() < 1.6 {
+                result.nuclei += 1;
+            } else {
+                result.unresolved += 1;
+            }
+            continue;
+        }
+        let (cx0, cy0) = (c.x0.saturating_sub(CROP_PAD), c.y0.saturating_sub(CROP_PAD));
+        let (cx1, cy1) = ((c.x1 + CROP_PAD).min(w - 1), (c.y1 + CROP_PAD).min(h - 1));
         let crop = GrayImage::from_fn(cx1 - cx0 + 1, cy1 - cy0 + 1, |x, y| {
             let (fx, fy) = (cx0 + x, cy0 + y);
             let other = labels.get_pixel(fx, fy)[0];
@@ -83,13 +105,68 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
                 *frame.get_pixel(fx, fy)
             }
         });
-        objects.push(Object {
-            bbox: BBox { x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1 },
-            area,
+        result.objects.push(Object {
+            bbox: BBox { x: c.x0, y: c.y0, width: c.x1 - c.x0 + 1, height: c.y1 - c.y0 + 1 },
+            area: c.area,
             crop,
         });
     }
-    Segmentation { polarity, objects, debris }
+    result
+}
+
+/// Slowly varying background level of the ink image (uneven illumination): a low quantile
+/// per tile, which chromosomes covering part of a tile do not lift, interpolated per pixel.
+fn background_map(ink: &GrayImage) -> Vec<u8> {
+    const TILE: u32 = 64;
+    let (w, h) = ink.dimensions();
+    let (tx, ty) = (w.div_ceil(TILE), h.div_ceil(TILE));
+    let mut level = vec![0f64; (tx * ty) as usize];
+    for j in 0..ty {
+        for i in 0..tx {
+            let mut values: Vec<u8> = Vec::new();
+            for y in j * TILE..((j + 1) * TILE).min(h) {
+                for x in i * TILE..((i + 1) * TILE).min(w) {
+                    values.push(ink.get_pixel(x, y)[0]);
+                }
+            }
+            values.sort_unstable();
+            level[(j * tx + i) as usize] = values[values.len() / 4] as f64;
+        }
+    }
+    let at = |i: i64, j: i64| level[(j.clamp(0, ty as i64 - 1) * tx as i64 + i.clamp(0, tx as i64 - 1)) as usize];
+    let mut map = Vec::with_capacity((w * h) as usize);
+    for y in 0..h {
+        let gy = (y as f64 + 0.5) / TILE as f64 - 0.5;
+        let (j, fy) = (gy.floor() as i64, gy - gy.floor());
+        for x in 0..w {
+            let gx = (x as f64 + 0.5) / TILE as f64 - 0.5;
+            let (i, fx) = (gx.floor() as i64, gx - gx.floor());
+            let top = at(i, j) * (1.0 - fx) + at(i + 1, j) * fx;
+            let bottom = at(i, j + 1) * (1.0 - fx) + at(i + 1, j + 1) * fx;
+            map.push((top * (1.0 - fy) + bottom * fy).round() as u8);
+        }
+    }
+    map
+}
+
+/// A level that background noise rarely reaches: 4 robust standard deviations (median
+/// absolute deviation) of the frame border, which holds little but background.
+fn noise_floor(above: &[u8], w: usize, h: usize) -> u8 {
+    let mut border: Vec<u8> = Vec::with_capacity(2 * (w + h));
+    for x in 0..w {
+        border.push(above[x]);
+        border.push(above[(h - 1) * w + x]);
+    }
+    for y in 0..h {
+        border.push(above[y * w]);
+        border.push(above[y * w + w - 1]);
+    }
+    border.sort_unstable();
+    let median = border[border.len() / 2] as i32;
+    let mut deviation: Vec<i32> = border.iter().map(|&v| (v as i32 - median).abs()).collect();
+    deviation.sort_unstable();
+    let sigma = 1.4826 * deviation[deviation.len() / 2] as f64;
+    (median as f64 + 4.0 * sigma.max(1.0)).round().min(255.0) as u8
 }
 
 /// Chromosomes bright: the frame inverted when it is dark-on-light.
@@ -102,23 +179,54 @@ fn ink_image(frame: &GrayImage, polarity: Polarity) -> GrayImage {
     }
 }
 
-/// Per label: pixel count and bounding box (inclusive), indexed by label.
-fn label_boxes(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>) -> Vec<Option<(usize, u32, u32, u32, u32)>> {
-    let mut boxes: Vec<Option<(usize, u32, u32, u32, u32)>> = Vec::new();
+/// One connected component: pixel count, bounding box (inclusive) and brightest ink.
+struct Component {
+    area: usize,
+    x0: u32,
+    y0: u32,
+    x1: u32,
+    y1: u32,
+    peak: u8,
+}
+
+impl Component {
+    /// Share of the bounding box the component fills.
+    fn fill(&self) -> f64 {
+        self.area as f64 / ((self.x1 - self.x0 + 1) as f64 * (self.y1 - self.y0 + 1) as f64)
+    }
+
+    fn aspect(&self) -> f64 {
+        let (w, h) = ((self.x1 - self.x0 + 1) as f64, (self.y1 - self.y0 + 1) as f64);
+        w.max(h) / w.min(h)
+    }
+}
+
+/// Components indexed by label.
+fn measure(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>, above: &[u8]) -> Vec<Option<Component>> {
+    let mut components: Vec<Option<Component>> = Vec::new();
+    let width = labels.width();
     for (x, y, label) in labels.enumerate_pixels() {
         let label = label[0] as usize;
         if label == 0 {
             continue;
         }
-        if boxes.len() <= label {
-            boxes.resize(label + 1, None);
+        if components.len() <= label {
+            components.resize_with(label + 1, || None);
         }
-        boxes[label] = Some(match boxes[label] {
-            None => (1, x, y, x, y),
-            Some((n, x0, y0, x1, y1)) => (n + 1, x0.min(x), y0.min(y), x1.max(x), y1.max(y)),
-        });
+        let value = above[(y * width + x) as usize];
+        match &mut components[label] {
+            None => components[label] = Some(Component { area: 1, x0: x, y0: y, x1: x, y1: y, peak: value }),
+            Some(c) => {
+                c.area += 1;
+                c.x0 = c.x0.min(x);
+                c.y0 = c.y0.min(y);
+                c.x1 = c.x1.max(x);
+                c.y1 = c.y1.max(y);
+                c.peak = c.peak.max(value);
+            }
+        }
     }
-    boxes
+    components
 }
 
 #[cfg(test)]

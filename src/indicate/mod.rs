@@ -2,6 +2,7 @@
 //! the board's GPIO lines, the console (demo) or test pins. One file per backend.
 
 pub mod console;
+pub mod gpio;
 
 use embedded_hal::digital::OutputPin;
 use serde::{Deserialize, Serialize};

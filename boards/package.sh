@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build a Debian package of karyoscreen for a board: boards/package.sh arm64|armhf
+#   arm64: aarch64-unknown-linux-musl (static; Raspberry Pi 4/5 64-bit, Jetson Nano, Orin Nano)
+#   armhf: armv7-unknown-linux-gnueabihf with +crt-static (32-bit Raspberry Pi OS)
+# Output: target/karyoscreen_<version>-1_<arch>.deb (or in $CARGO_TARGET_DIR)
+# Needs tests/vm/setup-host.sh (cross linkers) and cargo-deb (installed here if missing).
+set -euo pipefail
+ARCH=${1:-}
+case "$ARCH" in
+  arm64) TRIPLE=aarch64-unknown-linux-musl ;;
+  armhf) TRIPLE=armv7-unknown-linux-gnueabihf ;;
+  *) echo "usage: $0 arm64|armhf" >&2; exit 2 ;;
+esac
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+"$ROOT/tests/vm/setup-host.sh" >&2
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
+
+TD=${CARGO_TARGET_DIR:-$ROOT/target}
+# Stripped release build (cargo strips through the cross linker; cargo-deb need not).
+# DEB_NO_BUILD=1 packages the binary already in $TD/$TRIPLE/release/.
+[ -n "${DEB_NO_BUILD:-}" ] || CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --target "$TRIPLE"
+
+MANIFEST=$ROOT/Cargo.toml
+if ! grep -q '^\[package\.metadata\.deb\]' Cargo.toml; then
+  # Stage a copy of the manifest with boards/deb.toml appended; the sources are symlinked.
+  STAGE=$TD/deb-manifest
+  rm -rf "$STAGE"; mkdir -p "$STAGE"
+  cp Cargo.toml Cargo.lock "$STAGE/"
+  grep -v '^#' boards/deb.toml >> "$STAGE/Cargo.toml"
+  for f in src boards models README.md build.rs; do [ -e "$f" ] && ln -s "$ROOT/$f" "$STAGE/$f"; done
+  MANIFEST=$STAGE/Cargo.toml
+fi
+CARGO_TARGET_DIR=$TD cargo deb --manifest-path "$MANIFEST" --no-build --no-strip \
+  --target "$TRIPLE" --output "$TD/"
+ls -l "$TD"/karyoscreen_*_"$ARCH".deb

@@ -1,0 +1,170 @@
+//! Where frames come from. Every source yields 8-bit gray frames behind one trait, so the run
+//! loop does not care whether a camera, a folder or the demo feeds it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use image::GrayImage;
+
+pub mod camera;
+
+use crate::demo;
+use crate::model::ClassStats;
+
+/// Frames larger than this on either side are refused before decoding.
+pub const MAX_FRAME_SIDE: u32 = 8192;
+
+pub struct Frame {
+    pub image: GrayImage,
+    /// File name, camera device or demo index: what the record and messages name.
+    pub origin: String,
+}
+
+pub trait FrameSource {
+    /// The next frame, or `None` when there is none (now, or ever: see `finished`).
+    fn next_frame(&mut self) -> Result<Option<Frame>>;
+
+    /// True when no frame will ever come again. Sources that wait for frames (a watched
+    /// folder) return `None` from `next_frame` after a short wait and stay unfinished.
+    fn finished(&self) -> bool {
+        true
+    }
+
+    /// After an error: open the device again and re-apply its settings.
+    fn reopen(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Decodes PNG, JPEG, TIFF or BMP (any bit depth, gray or colour) to 8-bit gray.
+pub fn load_frame(path: &Path) -> Result<Frame> {
+    let reader = image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot open frame", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot read frame", path.display()))?;
+    let mut reader = reader;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_FRAME_SIDE);
+    limits.max_image_height = Some(MAX_FRAME_SIDE);
+    reader.limits(limits);
+    let decoded = reader
+        .decode()
+        .with_context(|| format!("{}: not a readable PNG, JPEG, TIFF or BMP image", path.display()))?;
+    Ok(Frame { image: decoded.to_luma8(), origin: path.display().to_string() })
+}
+
+/// The files given, in order.
+pub struct FileSource {
+    paths: std::vec::IntoIter<PathBuf>,
+}
+
+impl FileSource {
+    pub fn new(paths: Vec<PathBuf>) -> FileSource {
+        FileSource { paths: paths.into_iter() }
+    }
+}
+
+impl FrameSource for FileSource {
+    fn next_frame(&mut self) -> Result<Option<Frame>> {
+        self.paths.next().map(|p| load_frame(&p)).transpose()
+    }
+}
+
+/// A folder that microscope software saves images into: every new image file, in name
+/// order, once; waits for more until stopped.
+pub struct DirectorySource {
+    dir: PathBuf,
+    seen: std::collections::HashSet<PathBuf>,
+    queue: std::collections::VecDeque<PathBuf>,
+    poll: std::time::Duration,
+    /// Finished after this long without a new file; `None` waits forever.
+    idle_limit: Option<std::time::Duration>,
+    last_file: std::time::Instant,
+}
+
+const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
+
+pub fn is_image_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+impl DirectorySource {
+    pub fn new(dir: &Path, idle_limit: Option<std::time::Duration>) -> Result<DirectorySource> {
+        if !dir.is_dir() {
+            anyhow::bail!("{}: not a directory", dir.display());
+        }
+        Ok(DirectorySource {
+            dir: dir.to_path_buf(),
+            seen: Default::default(),
+            queue: Default::default(),
+            poll: std::time::Duration::from_millis(250),
+            idle_limit,
+            last_file: std::time::Instant::now(),
+        })
+    }
+
+    fn scan(&mut self) -> Result<()> {
+        let mut fresh: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("{}: cannot list", self.dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_image_file(p) && !self.seen.contains(p))
+            .collect();
+        fresh.sort();
+        for path in fresh {
+            self.seen.insert(path.clone());
+            self.queue.push_back(path);
+        }
+        Ok(())
+    }
+}
+
+impl FrameSource for DirectorySource {
+    fn next_frame(&mut self) -> Result<Option<Frame>> {
+        if self.queue.is_empty() {
+            self.scan()?;
+        }
+        let Some(path) = self.queue.pop_front() else {
+            std::thread::sleep(self.poll);
+            return Ok(None);
+        };
+        self.last_file = std::time::Instant::now();
+        // A file still being written fails to decode: give the writer a moment, once.
+        match load_frame(&path) {
+            Ok(frame) => Ok(Some(frame)),
+            Err(_) => {
+                std::thread::sleep(self.poll);
+                load_frame(&path).map(Some)
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.queue.is_empty() && self.idle_limit.is_some_and(|limit| self.last_file.elapsed() >= limit)
+    }
+}
+
+/// The built-in demo cells, rendered from the model card's class statistics.
+pub struct DemoSource<'a> {
+    stats: &'a [ClassStats],
+    next: usize,
+}
+
+impl<'a> DemoSource<'a> {
+    pub fn new(stats: &'a [ClassStats]) -> DemoSource<'a> {
+        DemoSource { stats, next: 0 }
+    }
+}
+
+impl FrameSource for DemoSource<'_> {
+    fn next_frame(&mut self) -> Result<Option<Frame>> {
+        let Some((karyotype, _)) = demo::DEMO_CELLS.get(self.next) else {
+            return Ok(None);
+        };
+        let image = demo::render_cell(karyotype, self.stats, self.next as u64)
+            .map_err(|e| anyhow::anyhow!("demo frame {}: {e}", self.next))?;
+        self.next += 1;
+        Ok(Some(Frame { image, origin: format!("demo {} ({karyotype})", self.next) }))
+    }
+}
