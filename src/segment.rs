@@ -3,10 +3,15 @@
 //! pixels painted over with background, so the crop looks like a training crop.
 
 use image::{GrayImage, Luma};
+use imageproc::distance_transform::Norm;
+use imageproc::morphology::close;
 use imageproc::region_labelling::{connected_components, Connectivity};
 use serde::Serialize;
 
 use crate::preprocess::{border_median, detect_polarity, otsu_threshold, Polarity};
+
+/// Half-width of the largest gap inside one chromosome that the mask bridges.
+const GAP_CLOSE: u8 = 3;
 
 /// Pixels of background kept around each object's box.
 const CROP_PAD: u32 = 3;
@@ -66,6 +71,8 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
     // heterochromatin stay attached) and reaches the Otsu threshold somewhere.
     let low = (high / 3).max(noise_floor(&above, w as usize, h as usize)).min(high);
     let mask = GrayImage::from_fn(w, h, |x, y| Luma([if above[(y * w + x) as usize] > low { 255 } else { 0 }]));
+    // Close gaps of up to GAP_CLOSE pixels: a chromosome cut by a pale or dull band stays one.
+    let mask = close(&mask, Norm::LInf, GAP_CLOSE);
     let labels = connected_components(&mask, Connectivity::Eight, Luma([0u8]));
     let components = measure(&labels, &above);
     let seeded: Vec<(usize, &Component)> = components

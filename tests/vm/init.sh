@@ -80,7 +80,7 @@ i=0; lim=$((VERDICT_TIMEOUT * 5))
 while [ $i -lt $lim ] && ! grep -q '^verdict ' /tmp/sut.out && kill -0 $SUT 2>/dev/null; do sleep 0.2; i=$((i + 1)); done
 first=$(grep '^verdict ' /tmp/sut.out | head -1)
 echo "vm: at $(t)s sut said: ${first:-nothing}"
-check "verdict-$EXPECT" test "$first" = "verdict $EXPECT"
+check "verdict-$EXPECT" test "$(echo "$first" | cut -d' ' -f1-2)" = "verdict $EXPECT"
 
 # LEDs: ready and the verdict's LED high, the other verdict LEDs and fault low (busy not judged).
 want() { case "$1" in ready|"$EXPECT") echo 1 ;; busy) echo x ;; *) echo 0 ;; esac; }
@@ -89,10 +89,13 @@ i=0; while [ $i -lt 25 ] && ! led_ok; do sleep 0.2; i=$((i + 1)); done
 echo "vm: LEDs while running: $(states)"
 check "leds-show-$EXPECT" led_ok
 
-# SIGTERM: exits 0 within 10 s, every LED driven low before release
+# SIGTERM: exits 0, every LED driven low before release. The frame being analysed is
+# finished first: ~0.1 s on a board, many seconds under QEMU's instruction emulation (TCG),
+# hence the 60 s allowance here.
 kill -TERM $SUT 2>/dev/null
-i=0; while [ $i -lt 50 ] && kill -0 $SUT 2>/dev/null; do sleep 0.2; i=$((i + 1)); done
-if kill -0 $SUT 2>/dev/null; then fail sigterm-exit "still running 10 s after SIGTERM"; kill -KILL $SUT; wait $SUT
+i=0; while [ $i -lt 300 ] && kill -0 $SUT 2>/dev/null; do sleep 0.2; i=$((i + 1)); done
+echo "vm: sut stopped $((i / 5)) s after SIGTERM"
+if kill -0 $SUT 2>/dev/null; then fail sigterm-exit "still running 60 s after SIGTERM"; kill -KILL $SUT; wait $SUT
 else wait $SUT; rc=$?; check sigterm-exit-0 test "$rc" = 0; fi
 sed 's/^/sut: /' /tmp/sut.out; tail -20 /tmp/sut.err | sed 's/^/sut: stderr: /' 
 echo "vm: LEDs after exit: $(states)"

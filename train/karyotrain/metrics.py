@@ -4,25 +4,43 @@ from scipy.optimize import linear_sum_assignment
 
 from .data import LABELS
 
-# Cell step: every class gets `capacity` slots at cost -log p, plus ONE extra slot at cost
-# -log p + EXTRA_SLOT_COST, so a third copy (a real trisomy, or XXY) can still be assigned when
-# the evidence for it beats the evidence for any free normal slot by more than 4 nats.
+# Cell step, the same as the device's (src/analyse.rs): the expected karyotype as slots -- two
+# per autosome, one X and one X-or-Y -- each costing MISSING_SLOT_COST when left empty, plus one
+# extra slot per class at EXTRA_SLOT_COST, so a gain (a trisomy, XXY) or a loss must each be
+# worth 4 nats of evidence; objects cost -log p in the slot they take.
 CAPACITY = {l: 2 for l in LABELS}
 CAPACITY["Y"] = 1
 EXTRA_SLOT_COST = 4.0
+MISSING_SLOT_COST = 4.0
+X, Y = LABELS.index("X"), LABELS.index("Y")
+
+
+def _slots():
+    """-> list of (accepted classes, extra cost, missing cost)."""
+    slots = []
+    for c, l in enumerate(LABELS):
+        if c not in (X, Y):
+            slots += [([c], 0.0, MISSING_SLOT_COST)] * CAPACITY[l]
+        slots.append(([c], EXTRA_SLOT_COST, 0.0))
+    slots += [([X], 0.0, MISSING_SLOT_COST), ([X, Y], 0.0, MISSING_SLOT_COST)]
+    return slots
 
 
 def assign_cell(logp):
     """logp [n,24] log-probabilities of one cell's crops -> assigned class per crop."""
-    cols, cost = [], []
-    for c, l in enumerate(LABELS):
-        for _ in range(CAPACITY[l]):
-            cols.append(c); cost.append(-logp[:, c])
-        cols.append(c); cost.append(-logp[:, c] + EXTRA_SLOT_COST)
-    cost = np.stack(cost, 1)
-    out = logp.argmax(1).copy()          # only used if a cell has more crops than slots
-    r, k = linear_sum_assignment(cost)
-    out[r] = np.asarray(cols)[k]
+    slots, n = _slots(), len(logp)
+    if n > len(slots):                   # more objects than any karyotype we model: argmax
+        return logp.argmax(1)
+    cost = np.empty((len(slots), len(slots)))
+    best = np.empty((n, len(slots)), np.int64)
+    for j, (classes, extra, missing) in enumerate(slots):
+        k = np.asarray(classes)[np.argmax(logp[:, classes], 1)]
+        best[:, j] = k
+        cost[:n, j] = -logp[np.arange(n), k] + extra
+        cost[n:, j] = missing             # rows past the objects: "nobody" fills the slot
+    r, j = linear_sum_assignment(cost)
+    out = np.empty(n, np.int64)
+    out[r[:n]] = best[r[:n], j[:n]]
     return out
 
 

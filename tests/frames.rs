@@ -1,0 +1,120 @@
+//! Frame analysis on frames the project makes itself, with known truth: the demo renderer's
+//! metaphases, then degraded the ways microscope frames are (polarity, uneven light, noise,
+//! blur, debris, a nucleus).
+
+use image::{GrayImage, Luma};
+use karyoscreen::decide::Verdict;
+use karyoscreen::demo::{render_cell, DEMO_CELLS};
+use karyoscreen::model::Model;
+use karyoscreen::pipeline::{CellResult, Pipeline};
+use karyoscreen::run::frame_quality;
+
+fn pipeline() -> Pipeline {
+    Pipeline::new(Model::embedded().unwrap())
+}
+
+fn demo_frame(pipeline: &Pipeline, index: usize) -> GrayImage {
+    render_cell(DEMO_CELLS[index].0, &pipeline.model.card.class_stats, index as u64).unwrap()
+}
+
+fn map(frame: &GrayImage, mut f: impl FnMut(u32, u32, f64) -> f64) -> GrayImage {
+    GrayImage::from_fn(frame.width(), frame.height(), |x, y| {
+        Luma([f(x, y, frame.get_pixel(x, y)[0] as f64).round().clamp(0.0, 255.0) as u8])
+    })
+}
+
+fn assert_reads(result: &CellResult, karyotype: &str, what: &str) {
+    assert_eq!(result.karyotype, karyotype, "{what}: {:?}", result.reasons);
+}
+
+#[test]
+fn trisomy_and_monosomy_x_are_found_and_called_abnormal() {
+    let p = pipeline();
+    for index in [1, 3] {
+        let result = p.analyse(&demo_frame(&p, index)).unwrap();
+        assert_reads(&result, DEMO_CELLS[index].0, "clean demo frame");
+        assert_eq!(result.verdict, Verdict::Abnormal);
+    }
+}
+
+#[test]
+fn bright_on_dark_frames_are_read_like_dark_on_bright() {
+    let p = pipeline();
+    let frame = demo_frame(&p, 1);
+    let inverted = map(&frame, |_, _, v| 255.0 - v);
+    let result = p.analyse(&inverted).unwrap();
+    assert_eq!(result.polarity, karyoscreen::preprocess::Polarity::LightOnDark);
+    assert_reads(&result, "47,XY,+21", "inverted frame");
+}
+
+#[test]
+fn uneven_illumination_and_noise_do_not_change_the_count() {
+    let p = pipeline();
+    let frame = demo_frame(&p, 0);
+    let w = frame.width() as f64;
+    // Light falling off by a third across the field, plus strong pixel noise.
+    let mut state = 12345u64;
+    let degraded = map(&frame, |x, _, v| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let noise = ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 24.0;
+        v * (1.0 - 0.33 * x as f64 / w) + noise
+    });
+    let result = p.analyse(&degraded).unwrap();
+    assert_eq!(result.count, 46, "{:?}", result.reasons);
+}
+
+#[test]
+fn debris_and_a_nucleus_are_set_aside() {
+    let p = pipeline();
+    let mut frame = demo_frame(&p, 2);
+    let (w, h) = frame.dimensions();
+    // Specks where the frame is empty, and an interphase nucleus: a large dark disc.
+    let empty = |frame: &GrayImage, cx: u32, cy: u32, r: u32| {
+        (cy.saturating_sub(r)..(cy + r).min(h)).all(|y| (cx.saturating_sub(r)..(cx + r).min(w)).all(|x| frame.get_pixel(x, y)[0] > 200))
+    };
+    let mut specks = 0;
+    for i in 0..400u32 {
+        let (x, y) = (7 + (i * 97) % (w - 14), 7 + (i * 61) % (h - 14));
+        if specks < 12 && empty(&frame, x, y, 4) {
+            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                frame.put_pixel(x + dx, y + dy, Luma([70]));
+            }
+            specks += 1;
+        }
+    }
+    let (mut cx, mut cy) = (0, 0);
+    'search: for y in (60..h - 60).step_by(20) {
+        for x in (60..w - 60).step_by(20) {
+            if empty(&frame, x, y, 58) {
+                (cx, cy) = (x, y);
+                break 'search;
+            }
+        }
+    }
+    assert!(cx > 0, "no room for a nucleus");
+    for y in cy - 50..cy + 50 {
+        for x in cx - 50..cx + 50 {
+            let d = ((x as f64 - cx as f64).powi(2) + (y as f64 - cy as f64).powi(2)).sqrt();
+            if d < 48.0 {
+                frame.put_pixel(x, y, Luma([95]));
+            }
+        }
+    }
+    let result = p.analyse(&frame).unwrap();
+    assert_eq!(result.nuclei, 1);
+    assert!(result.debris >= specks, "{} specks, {} debris", specks, result.debris);
+    assert_reads(&result, "46,XY", "frame with debris and a nucleus");
+}
+
+#[test]
+fn blur_lowers_the_focus_measure_the_quality_gate_uses() {
+    let p = pipeline();
+    let frame = demo_frame(&p, 0);
+    let blurred = image::imageops::blur(&frame, 4.0);
+    let (sharp, _) = frame_quality(&frame);
+    let (soft, _) = frame_quality(&blurred);
+    assert!(soft < karyoscreen::run::RunOptions::default().min_focus, "blurred focus {soft}");
+    assert!(sharp > 2.0 * karyoscreen::run::RunOptions::default().min_focus, "sharp focus {sharp}");
+    let mildly = image::imageops::blur(&frame, 1.0);
+    assert_eq!(p.analyse(&mildly).unwrap().count, 46);
+}
