@@ -17,9 +17,9 @@ cd "$ROOT"
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked
 
 TD=${CARGO_TARGET_DIR:-$ROOT/target}
-# Stripped release build (cargo strips through the cross linker; cargo-deb need not).
+# The same release build the tests use (a changed profile would rebuild tract from scratch).
 # DEB_NO_BUILD=1 packages the binary already in $TD/$TRIPLE/release/.
-[ -n "${DEB_NO_BUILD:-}" ] || CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --target "$TRIPLE"
+[ -n "${DEB_NO_BUILD:-}" ] || cargo build --release --locked --target "$TRIPLE"
 
 MANIFEST=$ROOT/Cargo.toml
 if ! grep -q '^\[package\.metadata\.deb\]' Cargo.toml; then

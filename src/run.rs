@@ -2,7 +2,7 @@
 //!
 //! A frame must pass the quality gate (focus, exposure) to be analysed; a verdict is shown
 //! only once the same result has held over `hold` consecutive analysed frames of the field;
-//! a source that fails is reopened with backoff while the fault LED is lit; a stop request
+//! a source that fails is reopened with backoff while the fault LED blinks; a stop request
 //! (SIGTERM) turns every LED off before returning.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,7 +116,7 @@ where
                 summary.source_failures += 1;
                 led(panel, Led::Fault, true)?;
                 events.source_failed(&error, backoff);
-                sleep_unless_stopped(backoff, stop);
+                blink_while_waiting(panel, Led::Fault, backoff, stop)?;
                 backoff = (backoff * 2).min(options.max_backoff);
                 if let Err(error) = source.reopen() {
                     log::warn!("reopening the frame source failed: {error:#}");
@@ -166,13 +166,22 @@ where
     Ok(summary)
 }
 
-fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
-    let step = Duration::from_millis(50);
+/// Waits (unless stopped) with `led` blinking at 2 Hz, and leaves it lit.
+fn blink_while_waiting<P>(panel: &mut Panel<P>, led: Led, total: Duration, stop: &AtomicBool) -> Result<()>
+where
+    P: OutputPin,
+    P::Error: std::fmt::Debug,
+{
+    let step = Duration::from_millis(250);
     let mut waited = Duration::ZERO;
+    let mut on = true;
     while waited < total && !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(step);
+        panel.set(led, on).map_err(|e| anyhow::anyhow!("LED {}: {e:?}", led.name()))?;
+        std::thread::sleep(step.min(total - waited));
         waited += step;
+        on = !on;
     }
+    panel.set(led, true).map_err(|e| anyhow::anyhow!("LED {}: {e:?}", led.name()))
 }
 
 #[cfg(test)]
