@@ -28,4 +28,15 @@ echo "golden vectors reproduced"
 step "rust tests (unit, golden vectors, tract-vs-onnxruntime parity, demo end to end)"
 cargo test --locked
 
+step "aarch64: static release binary for the boards, unit tests under qemu-user"
+cargo build --release --locked --target aarch64-unknown-linux-musl
+cargo test --release --locked --target aarch64-unknown-linux-musl --lib
+
+step "real Linux kernels in QEMU: gpio-sim LEDs and a vivid camera fed a demo metaphase"
+tests/vm/run.sh x86_64
+tests/vm/run.sh aarch64
+
+step "board package (.deb for arm64)"
+boards/package.sh arm64
+
 step "done"
