@@ -4,6 +4,7 @@
 //! analyse → decide → indicate / record. `pipeline` strings them together for one frame.
 
 pub mod analyse;
+pub mod bench;
 pub mod board;
 pub mod capture;
 pub mod case;

@@ -85,6 +85,17 @@ enum Command {
         #[arg(long, value_name = "N")]
         max_frames: Option<usize>,
     },
+    /// Per-stage latency, start-up time and peak memory over repeated analyses.
+    Bench {
+        /// Frames to analyse (default: the built-in demo frames).
+        frames: Vec<PathBuf>,
+        /// Times each frame is analysed.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate the model through this runtime on a labelled set (DIR/labels.csv + images).
     Eval {
         dir: PathBuf,
@@ -113,11 +124,18 @@ fn main() -> ExitCode {
     }
 }
 
+fn load_model(path: Option<&std::path::Path>) -> Result<Model> {
+    match path {
+        Some(path) => Model::from_path(path),
+        None => Model::embedded(),
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
-    let model = match &cli.model {
-        Some(path) => Model::from_path(path)?,
-        None => Model::embedded()?,
-    };
+    if let Command::Bench { frames, rounds, json } = &cli.command {
+        return bench(cli.model.as_deref(), frames, *rounds, *json);
+    }
+    let model = load_model(cli.model.as_deref())?;
     let mut recorder = cli.record.as_deref().map(Recorder::open).transpose()?;
     match cli.command {
         Command::Demo { write_frame: Some(n), out: Some(out) } => write_demo_frame(&model, n, &out),
@@ -129,6 +147,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             case(Pipeline::new(model), &dir, json, count, analyse, recorder.as_mut())
         }
         Command::Eval { dir, split, json } => eval(&model, &dir, split.as_deref(), json),
+        Command::Bench { .. } => unreachable!("handled before the model is loaded"),
         Command::Run { board, config, source, console_leds, hold, max_frames } => {
             let board = match (board, config) {
                 (_, Some(path)) => Board::load(&path)?,
@@ -298,5 +317,40 @@ fn eval(model: &Model, dir: &std::path::Path, split: Option<&str>, json: bool) -
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(model: Option<&std::path::Path>, paths: &[PathBuf], rounds: usize, json: bool) -> Result<ExitCode> {
+    let frames: Vec<image::GrayImage> = if paths.is_empty() {
+        let stats = load_model(model)?.card.class_stats;
+        (0..DEMO_CELLS.len())
+            .map(|i| karyoscreen::demo::render_cell(DEMO_CELLS[i].0, &stats, i as u64).map_err(anyhow::Error::msg))
+            .collect::<Result<_>>()?
+    } else {
+        paths.iter().map(|p| load_frame(p).map(|f| f.image)).collect::<Result<_>>()?
+    };
+    let report = karyoscreen::bench::bench(|| load_model(model), &frames, rounds)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} frames x {} rounds, {:.1} objects per frame, model start-up {:.0} ms, peak RSS {}",
+        report.frames,
+        report.rounds,
+        report.objects_per_frame,
+        report.startup_ms,
+        report.peak_rss_mb.map(|m| format!("{m:.1} MB")).unwrap_or_else(|| "unknown".into())
+    );
+    for (stage, s) in [
+        ("segmentation", &report.segment),
+        ("preprocessing", &report.preprocess),
+        ("inference/cell", &report.infer_per_cell),
+        ("analysis", &report.analyse),
+        ("whole frame", &report.total),
+    ] {
+        println!("{stage:<15} median {:>7.1} ms   p90 {:>7.1} ms", s.median_ms, s.p90_ms);
+    }
+    println!("inference/crop  mean   {:>7.2} ms", report.infer_per_crop_ms);
     Ok(ExitCode::SUCCESS)
 }

@@ -106,3 +106,32 @@ fn a_model_that_does_not_match_its_card_is_refused() {
     std::fs::copy(root.join("karyoscreen.onnx"), &lonely).unwrap();
     assert_clean_error(&karyoscreen(&["--model", lonely.to_str().unwrap(), "demo"]), "lonely.card.json");
 }
+
+#[test]
+fn bench_prints_every_stage() {
+    let out = karyoscreen(&["bench", "--rounds", "1", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for stage in ["segment", "preprocess", "infer_per_cell", "analyse", "total"] {
+        assert!(report[stage]["median_ms"].as_f64().unwrap() >= 0.0, "{stage}: {report}");
+    }
+    assert!(report["total"]["median_ms"].as_f64().unwrap() > report["infer_per_cell"]["median_ms"].as_f64().unwrap());
+    assert!(report["objects_per_frame"].as_f64().unwrap() > 40.0);
+    assert!(report["peak_rss_mb"].as_f64().unwrap() > 1.0);
+}
+
+#[test]
+fn record_keeps_one_parseable_line_per_cell() {
+    let dir = scratch("record");
+    let record = dir.join("results.jsonl");
+    let out = karyoscreen(&["--record", record.to_str().unwrap(), "demo"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&record).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), karyoscreen::demo::DEMO_CELLS.len());
+    for line in &lines {
+        assert_eq!(line["model_sha256"].as_str().unwrap().len(), 64);
+        assert_eq!(line["frame_sha256"].as_str().unwrap().len(), 64);
+        assert!(line["karyotype"].is_string() && line["verdict"].is_string());
+    }
+}
