@@ -255,16 +255,10 @@ fn case(
     mut recorder: Option<&mut Recorder>,
 ) -> Result<ExitCode> {
     use karyoscreen::case::{tally, CellSummary};
-    const FRAME_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot read case folder", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| FRAME_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        })
+        .filter(|p| p.is_file() && karyoscreen::capture::is_image_file(p))
         .collect();
     paths.sort();
     if paths.is_empty() {

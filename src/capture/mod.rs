@@ -38,11 +38,10 @@ pub trait FrameSource {
 
 /// Decodes PNG, JPEG, TIFF or BMP (any bit depth, gray or colour) to 8-bit gray.
 pub fn load_frame(path: &Path) -> Result<Frame> {
-    let reader = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .with_context(|| format!("{}: cannot open frame", path.display()))?
         .with_guessed_format()
         .with_context(|| format!("{}: cannot read frame", path.display()))?;
-    let mut reader = reader;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_FRAME_SIDE);
     limits.max_image_height = Some(MAX_FRAME_SIDE);
