@@ -52,26 +52,82 @@ pub fn chromosomes_of(karyotype: &str) -> Result<Vec<String>, String> {
 
 /// Renders one metaphase: every chromosome straight, at a random angle, none touching.
 pub fn render_cell(karyotype: &str, stats: &[ClassStats], seed: u64) -> Result<GrayImage, String> {
+    render_cell_touching(karyotype, stats, seed, 0, 0)
+}
+
+/// Like `render_cell`, but the last `touching` chromosomes each touch one placed earlier, tip
+/// to tip at 45° (a V), brought in until they share at most `overlap` pixels (0: as close as
+/// they come without sharing one), as chromosomes often lie in a spread.
+pub fn render_cell_touching(
+    karyotype: &str,
+    stats: &[ClassStats],
+    seed: u64,
+    touching: usize,
+    overlap: usize,
+) -> Result<GrayImage, String> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut canvas = vec![BACKGROUND; (FRAME_SIZE * FRAME_SIZE) as usize];
-    let mut placed: Vec<(f64, f64, f64)> = Vec::new();
-    for label in chromosomes_of(karyotype)? {
+    // Which chromosome (1-based) covers each pixel.
+    let mut owner = vec![0u16; canvas.len()];
+    // Centre, clearance radius, angle, length and half-width at its far end of each placed one.
+    let mut placed: Vec<((f64, f64), f64, f64, f64, f64)> = Vec::new();
+    let labels = chromosomes_of(karyotype)?;
+    let free_from = labels.len().saturating_sub(touching);
+    for (index, label) in labels.iter().enumerate() {
         let class = stats
             .iter()
-            .find(|s| s.label == label)
+            .find(|s| &s.label == label)
             .ok_or_else(|| format!("the model card has no class statistics for {label}"))?;
         let length = class.rel_length * MEDIAN_LENGTH * rng.gen_range(0.95..1.05);
         let radius = length / 2.0 + 8.0;
-        let centre = (0..2000)
-            .map(|_| {
-                let margin = radius + 4.0;
-                (rng.gen_range(margin..FRAME_SIZE as f64 - margin), rng.gen_range(margin..FRAME_SIZE as f64 - margin))
-            })
-            .find(|&(x, y)| placed.iter().all(|&(px, py, pr)| (px - x).hypot(py - y) > pr + radius))
-            .ok_or("no room left in the frame for every chromosome")?;
-        placed.push((centre.0, centre.1, radius));
-        let angle = rng.gen_range(0.0..std::f64::consts::PI);
-        draw_chromosome(&mut canvas, class, centre, angle, length);
+        let widest = class.width_profile.iter().copied().fold(0.0, f64::max) * length;
+        let clear = |placed: &[((f64, f64), f64, f64, f64, f64)], (x, y): (f64, f64), except: Option<usize>| {
+            let inside = [x, y].iter().all(|&v| v > radius + 4.0 && v < FRAME_SIZE as f64 - radius - 4.0);
+            inside
+                && placed.iter().enumerate().all(|(i, &((px, py), pr, ..))| {
+                    Some(i) == except || (px - x).hypot(py - y) > pr + radius
+                })
+        };
+        let touching_spot = |partner: usize| {
+            // Turned 45° away from the partner, the start end brought towards the partner's
+            // end corner until they overlap: a V whose arms meet at their tips.
+            let ((px, py), _, pangle, plength, corner_aside) = placed[partner];
+            let angle = pangle + std::f64::consts::FRAC_PI_4;
+            let (along, across) = ((pangle.cos(), pangle.sin()), (-pangle.sin(), pangle.cos()));
+            let corner = (px + along.0 * plength / 2.0 + across.0 * corner_aside, py + along.1 * plength / 2.0 + across.1 * corner_aside);
+            let (mut t, mut last) = (widest + 6.0, None);
+            while t > -widest {
+                let start = (corner.0 + angle.cos() * t, corner.1 + angle.sin() * t);
+                let centre = (start.0 + angle.cos() * length / 2.0, start.1 + angle.sin() * length / 2.0);
+                let covered: Vec<u16> =
+                    footprint(class, centre, angle, length).iter().map(|&(i, _)| owner[i]).collect();
+                if covered.iter().any(|&o| o != 0 && o as usize != partner + 1) {
+                    return None;
+                }
+                if covered.iter().filter(|&&o| o as usize == partner + 1).count() > overlap {
+                    return last.filter(|&(centre, _)| clear(&placed, centre, Some(partner)));
+                }
+                last = Some((centre, angle));
+                t -= 0.5;
+            }
+            None
+        };
+        let (centre, angle) = if index >= free_from {
+            (0..placed.len()).find_map(touching_spot).ok_or("no room for a touching chromosome")?
+        } else {
+            let margin = radius + 4.0;
+            let centre = (0..2000)
+                .map(|_| (rng.gen_range(margin..FRAME_SIZE as f64 - margin), rng.gen_range(margin..FRAME_SIZE as f64 - margin)))
+                .find(|&c| clear(&placed, c, None))
+                .ok_or("no room left in the frame for every chromosome")?;
+            (centre, rng.gen_range(0.0..std::f64::consts::PI))
+        };
+        let end_half_width = class.width_profile.last().copied().unwrap_or(0.0) * length;
+        placed.push((centre, radius, angle, length, end_half_width));
+        for (i, darkness) in footprint(class, centre, angle, length) {
+            canvas[i] = (canvas[i] - darkness).max(0.0);
+            owner[i] = placed.len() as u16;
+        }
     }
     let frame = GrayImage::from_fn(FRAME_SIZE, FRAME_SIZE, |x, y| {
         let noise: f64 = rng.gen_range(-4.0..4.0);
@@ -80,18 +136,19 @@ pub fn render_cell(karyotype: &str, stats: &[ClassStats], seed: u64) -> Result<G
     Ok(frame)
 }
 
-/// Paints a straight chromosome: its half-width and darkness follow the class profiles
-/// along its length; edges are anti-aliased by pixel coverage.
-fn draw_chromosome(canvas: &mut [f64], class: &ClassStats, centre: (f64, f64), angle: f64, length: f64) {
+/// The pixels of a straight chromosome with how much each darkens: half-width and darkness
+/// follow the class profiles along its length; edges are anti-aliased by pixel coverage.
+fn footprint(class: &ClassStats, centre: (f64, f64), angle: f64, length: f64) -> Vec<(usize, f64)> {
     let axis = (angle.cos(), angle.sin());
     let across = (-axis.1, axis.0);
     let reach = length / 2.0 + 2.0;
     let bins = class.ink_profile.len().min(class.width_profile.len());
+    let mut pixels = Vec::new();
     if bins == 0 {
-        return;
+        return pixels;
     }
-    let (x0, x1) = ((centre.0 - reach).floor() as u32, (centre.0 + reach).ceil() as u32);
-    let (y0, y1) = ((centre.1 - reach).floor() as u32, (centre.1 + reach).ceil() as u32);
+    let (x0, x1) = ((centre.0 - reach).floor().max(0.0) as u32, (centre.0 + reach).ceil() as u32);
+    let (y0, y1) = ((centre.1 - reach).floor().max(0.0) as u32, (centre.1 + reach).ceil() as u32);
     for y in y0..=y1.min(FRAME_SIZE - 1) {
         for x in x0..=x1.min(FRAME_SIZE - 1) {
             let (dx, dy) = (x as f64 - centre.0, y as f64 - centre.1);
@@ -100,14 +157,15 @@ fn draw_chromosome(canvas: &mut [f64], class: &ClassStats, centre: (f64, f64), a
             if !(0.0..length).contains(&along) {
                 continue;
             }
-            let bin = ((along / length) * bins as f64) as usize;
-            let half_width = class.width_profile[bin.min(bins - 1)] * length;
+            let bin = (((along / length) * bins as f64) as usize).min(bins - 1);
+            let half_width = class.width_profile[bin] * length;
             let coverage = (half_width - side + 0.5).clamp(0.0, 1.0);
-            let darkness = 40.0 + 160.0 * class.ink_profile[bin.min(bins - 1)];
-            let pixel = &mut canvas[(y * FRAME_SIZE + x) as usize];
-            *pixel = (*pixel - coverage * darkness).max(0.0);
+            if coverage > 0.0 {
+                pixels.push(((y * FRAME_SIZE + x) as usize, coverage * (40.0 + 160.0 * class.ink_profile[bin])));
+            }
         }
     }
+    pixels
 }
 
 #[cfg(test)]

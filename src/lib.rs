@@ -6,6 +6,7 @@
 pub mod analyse;
 pub mod bench;
 pub mod board;
+pub mod bundle;
 pub mod capture;
 pub mod case;
 pub mod decide;

@@ -10,7 +10,8 @@ use karyoscreen::indicate::{console, Led};
 use karyoscreen::model::Model;
 use karyoscreen::pipeline::{CellResult, Pipeline};
 use karyoscreen::board::Board;
-use karyoscreen::record::Recorder;
+use karyoscreen::bundle;
+use karyoscreen::record::{RecordOptions, Recorder};
 use karyoscreen::run::RunOptions;
 use karyoscreen::service::serve;
 
@@ -22,9 +23,21 @@ struct Cli {
     /// ONNX model to use instead of the built-in one (its card `<stem>.card.json` beside it).
     #[arg(long, global = true, value_name = "PATH")]
     model: Option<PathBuf>,
-    /// Append every analysed cell as one JSON line to this file (fsynced).
+    /// Append every analysed cell and case verdict as one JSON line to this file (fsynced).
     #[arg(long, global = true, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Rotate the record (FILE → FILE.1 → …) before a line would take it past this size.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = karyoscreen::record::DEFAULT_MAX_BYTES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    record_max_bytes: u64,
+    /// Record files kept, FILE included; the oldest is dropped.
+    #[arg(long, global = true, value_name = "N", default_value_t = karyoscreen::record::DEFAULT_KEEP as u64,
+          value_parser = clap::value_parser!(u64).range(2..=1000))]
+    record_keep: u64,
+    /// Also accept models signed by this ed25519 public key (a `.pub` file from `model keygen`);
+    /// repeatable. The release key is always trusted.
+    #[arg(long = "trusted-key", global = true, value_name = "FILE")]
+    trusted_keys: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -95,6 +108,16 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Execution plan: `dequantized` (int8 weights made float at load; the default) or
+        /// `as-is` (the QDQ graph as the file has it).
+        #[arg(long, value_name = "PLAN", default_value_t = karyoscreen::model::Plan::default())]
+        plan: karyoscreen::model::Plan,
+        /// Inference threads measured besides 1 (default: min(2, available cores)).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Also write the model inputs of the frames (image.f32, size.f32, cells.json) here.
+        #[arg(long, value_name = "DIR")]
+        save_inputs: Option<PathBuf>,
     },
     /// Evaluate the model through this runtime on a labelled set (DIR/labels.csv + images).
     Eval {
@@ -105,6 +128,40 @@ enum Command {
         /// Print the full report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Model bundles (ONNX + card + signature): keys, signing, verifying, atomic install, rollback.
+    Model {
+        #[command(subcommand)]
+        action: ModelCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Make a signing key: the secret seed to KEY (mode 0600), the public key to KEY.pub.
+    Keygen {
+        #[arg(long, value_name = "KEY")]
+        out: PathBuf,
+    },
+    /// Sign MODEL.onnx with its card: writes MODEL.sig beside them.
+    Sign {
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        model: PathBuf,
+    },
+    /// Check a bundle's sha256 and signature (and that it loads); non-zero exit when refused.
+    Verify { model: PathBuf },
+    /// Verify MODEL.onnx, copy its bundle to DIR/<version>/ and switch DIR/current to it
+    /// atomically, keeping the old one as DIR/previous.
+    Install {
+        model: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Swap DIR/current and DIR/previous atomically.
+    Rollback {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -118,7 +175,9 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("karyoscreen: {err:#}");
+            // One line, whatever a library's message holds (some decoders' errors span lines).
+            let message = format!("{err:#}");
+            eprintln!("karyoscreen: {}", message.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "));
             ExitCode::FAILURE
         }
     }
@@ -132,11 +191,23 @@ fn load_model(path: Option<&std::path::Path>) -> Result<Model> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Bench { frames, rounds, json } = &cli.command {
-        return bench(cli.model.as_deref(), frames, *rounds, *json);
+    // Every model load below (--model, the built-in one) accepts these keys besides the release key.
+    bundle::trust_key_files(&cli.trusted_keys)?;
+    if let Command::Model { action } = &cli.command {
+        return model_command(action);
+    }
+    if let Command::Bench { frames, rounds, json, plan, threads, save_inputs } = &cli.command {
+        let options = karyoscreen::bench::BenchOptions {
+            rounds: *rounds,
+            plan: *plan,
+            threads: threads.unwrap_or_else(karyoscreen::model::default_threads),
+            save_inputs: save_inputs.clone(),
+        };
+        return bench(cli.model.as_deref(), frames, &options, *json);
     }
     let model = load_model(cli.model.as_deref())?;
-    let mut recorder = cli.record.as_deref().map(Recorder::open).transpose()?;
+    let record_options = RecordOptions { max_bytes: cli.record_max_bytes, keep: cli.record_keep as usize };
+    let mut recorder = cli.record.as_deref().map(|path| Recorder::open_with(path, record_options)).transpose()?;
     match cli.command {
         Command::Demo { write_frame: Some(n), out: Some(out) } => write_demo_frame(&model, n, &out),
         Command::Demo { .. } => demo(Pipeline::new(model), recorder.as_mut()),
@@ -147,7 +218,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             case(Pipeline::new(model), &dir, json, count, analyse, recorder.as_mut())
         }
         Command::Eval { dir, split, json } => eval(&model, &dir, split.as_deref(), json),
-        Command::Bench { .. } => unreachable!("handled before the model is loaded"),
+        Command::Bench { .. } | Command::Model { .. } => unreachable!("handled before the model is loaded"),
         Command::Run { board, config, source, console_leds, hold, max_frames } => {
             let board = match (board, config) {
                 (_, Some(path)) => Board::load(&path)?,
@@ -166,7 +237,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Analyses one frame and records it before anything is shown.
+/// Analyses one frame and records it before anything is shown: what callers print after this
+/// returns (e.g. demo's `frame N:` line) comes after the record is on stable storage.
 fn analyse_and_record(pipeline: &Pipeline, frame: &Frame, recorder: Option<&mut Recorder>) -> Result<CellResult> {
     let result = pipeline.analyse(&frame.image)?;
     if let Some(recorder) = recorder {
@@ -265,12 +337,21 @@ fn case(
         anyhow::bail!("{}: no frames (png, jpg, jpeg, tif, tiff, bmp) in case folder", dir.display());
     }
     let mut cells = Vec::new();
+    let mut frames = Vec::new();
     for path in &paths {
         let frame = load_frame(path)?;
         let result = analyse_and_record(&pipeline, &frame, recorder.as_deref_mut())?;
         cells.push(CellSummary::from_result(&frame.origin, &result));
+        if recorder.is_some() {
+            let frame_sha256 = karyoscreen::record::frame_sha256(&frame.image);
+            frames.push(karyoscreen::record::CaseFrame { origin: frame.origin, frame_sha256 });
+        }
     }
     let report = tally(&cells, count, analyse);
+    // The case verdict is on stable storage before it is printed.
+    if let Some(recorder) = recorder {
+        recorder.case(&pipeline.model, &pipeline.thresholds, count, analyse, &frames, &report)?;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -314,37 +395,127 @@ fn eval(model: &Model, dir: &std::path::Path, split: Option<&str>, json: bool) -
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench(model: Option<&std::path::Path>, paths: &[PathBuf], rounds: usize, json: bool) -> Result<ExitCode> {
-    let frames: Vec<image::GrayImage> = if paths.is_empty() {
+fn bench(
+    model: Option<&std::path::Path>,
+    paths: &[PathBuf],
+    options: &karyoscreen::bench::BenchOptions,
+    json: bool,
+) -> Result<ExitCode> {
+    let frames: Vec<Vec<u8>> = if paths.is_empty() {
         let stats = load_model(model)?.card.class_stats;
         (0..DEMO_CELLS.len())
-            .map(|i| karyoscreen::demo::render_cell(DEMO_CELLS[i].0, &stats, i as u64).map_err(anyhow::Error::msg))
+            .map(|i| {
+                let frame = karyoscreen::demo::render_cell(DEMO_CELLS[i].0, &stats, i as u64)
+                    .map_err(anyhow::Error::msg)?;
+                let mut png = std::io::Cursor::new(Vec::new());
+                frame.write_to(&mut png, image::ImageFormat::Png)?;
+                Ok(png.into_inner())
+            })
             .collect::<Result<_>>()?
     } else {
-        paths.iter().map(|p| load_frame(p).map(|f| f.image)).collect::<Result<_>>()?
+        paths
+            .iter()
+            .map(|p| {
+                let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
+                // Refuse what `analyze` refuses (bombs, non-images), naming the file.
+                karyoscreen::capture::frame_from_bytes(&bytes, &p.display().to_string())?;
+                Ok(bytes)
+            })
+            .collect::<Result<_>>()?
     };
-    let report = karyoscreen::bench::bench(|| load_model(model), &frames, rounds)?;
+    let onnx = match model {
+        Some(path) => std::fs::read(path).with_context(|| format!("{}: cannot read model", path.display()))?,
+        None => Model::embedded_onnx().to_vec(),
+    };
+    let report = karyoscreen::bench::bench(|| load_model(model), &onnx, &frames, options)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} frames x {} rounds, {:.1} objects per frame, model start-up {:.0} ms, peak RSS {}",
-        report.frames,
-        report.rounds,
-        report.objects_per_frame,
+        "{} frames x {} rounds, {:.1} objects per frame, plan {}, {} cores available (timings are upper bounds on a shared machine)",
+        report.frames, report.rounds, report.objects_per_frame, report.plan, report.available_cores
+    );
+    println!(
+        "model start-up {:.0} ms{}, peak RSS {}",
         report.startup_ms,
+        report.replan_ms.map(|m| format!(" (then {m:.0} ms to build plan {})", report.plan)).unwrap_or_default(),
         report.peak_rss_mb.map(|m| format!("{m:.1} MB")).unwrap_or_else(|| "unknown".into())
     );
-    for (stage, s) in [
-        ("segmentation", &report.segment),
-        ("preprocessing", &report.preprocess),
-        ("inference/cell", &report.infer_per_cell),
-        ("analysis", &report.analyse),
-        ("whole frame", &report.total),
-    ] {
-        println!("{stage:<15} median {:>7.1} ms   p90 {:>7.1} ms", s.median_ms, s.p90_ms);
+    let line = |stage: &str, s: &karyoscreen::bench::StageStats| {
+        println!("{stage:<24} median {:>7.1} ms   p90 {:>7.1} ms", s.median_ms, s.p90_ms)
+    };
+    line("decode (PNG)", &report.decode);
+    line("segmentation", &report.segment);
+    line("preprocessing", &report.preprocess);
+    line("analysis", &report.analyse);
+    for t in &report.by_threads {
+        let n = t.threads;
+        line(&format!("inference/cell, {n} thr"), &t.infer_per_cell);
+        println!("{:<24} median {:>7.2} ms", format!("inference/crop, {n} thr"), t.infer_per_crop_ms);
+        line(&format!("whole cell, {n} thr"), &t.whole_cell);
     }
-    println!("inference/crop  mean   {:>7.2} ms", report.infer_per_crop_ms);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `karyoscreen model …`: keys, signing, verification, install and rollback of model bundles.
+fn model_command(action: &ModelCommand) -> Result<ExitCode> {
+    let trust = bundle::Trust::process();
+    match action {
+        ModelCommand::Keygen { out } => {
+            let key = bundle::keygen(out)?;
+            println!("{}", bundle::public_key_hex(&key));
+            println!(
+                "key id {}: secret key {} (mode 0600, keep it private), public key {}",
+                bundle::key_id(&key),
+                out.display(),
+                bundle::pub_path_for(out).display()
+            );
+        }
+        ModelCommand::Sign { key, model } => {
+            let (sig, v) = bundle::sign(model, key)?;
+            println!(
+                "signed {}: sha256 {}, card sha256 {}, key id {} -> {}",
+                model.display(),
+                v.onnx_sha256,
+                v.card_sha256,
+                v.key_id,
+                sig.display()
+            );
+        }
+        ModelCommand::Verify { model } => {
+            let v = bundle::Bundle::read(model)?.verify(&trust)?;
+            Model::from_path(model)?;
+            println!(
+                "ok {}: sha256 {}, card sha256 {}, signed by key {} ({})",
+                model.display(),
+                v.onnx_sha256,
+                v.card_sha256,
+                v.key_id,
+                v.key_source
+            );
+        }
+        ModelCommand::Install { model, dir } => {
+            let done = bundle::install(model, dir, &trust)?;
+            if done.unchanged {
+                println!("{} is already the current model in {} ({})", done.version, dir.display(), done.model_path.display());
+            } else {
+                println!(
+                    "installed {} (sha256 {}, key id {}) in {}: current -> {}, previous -> {}; run with --model {}",
+                    model.display(),
+                    done.verified.onnx_sha256,
+                    done.verified.key_id,
+                    dir.display(),
+                    done.version,
+                    done.previous.as_deref().unwrap_or("(none)"),
+                    done.model_path.display()
+                );
+            }
+        }
+        ModelCommand::Rollback { dir } => {
+            let (current, previous) = bundle::rollback(dir, &trust)?;
+            println!("rolled back {}: current -> {current}, previous -> {previous}", dir.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,7 @@ use crate::analyse::{assign, karyotype, Call, Karyotype};
 use crate::decide::{decide, Decision, Thresholds};
 use crate::model::Model;
 use crate::preprocess::{preprocess_crop, size_features, Prepared};
-use crate::segment::{segment, BBox, SegmentParams};
+use crate::segment::{segment, BBox, SegmentParams, Segmentation};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectResult {
@@ -44,6 +44,19 @@ pub struct CellResult {
     pub detail: Karyotype,
 }
 
+/// A frame's model inputs and what segmentation found besides.
+pub struct FrameInputs {
+    pub segmentation: Segmentation,
+    /// Bounding boxes of the crops that were prepared, in crop order.
+    pub boxes: Vec<BBox>,
+    /// Clusters segmentation could not separate plus crops preprocessing refused.
+    pub unresolved: usize,
+    /// One `input_size²` tensor per crop, concatenated.
+    pub pixels: Vec<f32>,
+    /// Cell-relative size features, one per crop.
+    pub sizes: Vec<[f32; 2]>,
+}
+
 pub struct Pipeline {
     pub model: Model,
     pub segment: SegmentParams,
@@ -59,8 +72,8 @@ impl Pipeline {
         Pipeline { model, segment, thresholds: Thresholds::default() }
     }
 
-    pub fn analyse(&self, frame: &GrayImage) -> Result<CellResult> {
-        let mut timings = Timings::default();
+    /// Segmentation and preprocessing: the model's inputs for a frame.
+    pub fn prepare(&self, frame: &GrayImage, timings: &mut Timings) -> FrameInputs {
         let clock = Instant::now();
         let segmentation = segment(frame, &self.segment);
         timings.segment_ms = ms(clock);
@@ -82,6 +95,12 @@ impl Pipeline {
         let sizes = size_features(&prepared);
         let pixels: Vec<f32> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
         timings.preprocess_ms = ms(clock);
+        FrameInputs { segmentation, boxes, unresolved, pixels, sizes }
+    }
+
+    pub fn analyse(&self, frame: &GrayImage) -> Result<CellResult> {
+        let mut timings = Timings::default();
+        let FrameInputs { segmentation, boxes, unresolved, pixels, sizes } = self.prepare(frame, &mut timings);
 
         let clock = Instant::now();
         let predictions = self.model.classify(&pixels, &sizes)?;

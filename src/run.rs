@@ -50,6 +50,8 @@ pub trait RunEvents {
     fn alive(&mut self) {}
     fn shown(&mut self, _verdict: Verdict, _karyotype: &str, _reasons: &[String]) {}
     fn skipped(&mut self, _origin: &str, _why: &str) {}
+    /// A cell's record is on stable storage (called only after its fdatasync returned).
+    fn recorded(&mut self, _seq: u64, _origin: &str) {}
     fn source_failed(&mut self, _error: &anyhow::Error, _retry_in: Duration) {}
 }
 
@@ -145,7 +147,8 @@ where
         led(panel, Led::Busy, true)?;
         let result = pipeline.analyse(&frame.image)?;
         if let Some(recorder) = recorder.as_deref_mut() {
-            recorder.cell(&frame.origin, &frame.image, &pipeline.model, &pipeline.thresholds, &result)?;
+            let seq = recorder.cell(&frame.origin, &frame.image, &pipeline.model, &pipeline.thresholds, &result)?;
+            events.recorded(seq, &frame.origin);
         }
         led(panel, Led::Busy, false)?;
         summary.analysed += 1;

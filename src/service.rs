@@ -56,6 +56,11 @@ impl RunEvents for ServiceEvents {
         println!("verdict {verdict} {karyotype} ({})", reasons.join("; "));
     }
 
+    /// The acknowledgement: printed only once the record's line is synced.
+    fn recorded(&mut self, seq: u64, origin: &str) {
+        println!("recorded {seq} {origin}");
+    }
+
     fn skipped(&mut self, origin: &str, why: &str) {
         log::info!("{origin}: skipped, {why}");
     }

@@ -118,6 +118,35 @@ fn bench_prints_every_stage() {
     assert!(report["total"]["median_ms"].as_f64().unwrap() > report["infer_per_cell"]["median_ms"].as_f64().unwrap());
     assert!(report["objects_per_frame"].as_f64().unwrap() > 40.0);
     assert!(report["peak_rss_mb"].as_f64().unwrap() > 1.0);
+    let threads: Vec<u64> = report["by_threads"].as_array().unwrap().iter().map(|t| t["threads"].as_u64().unwrap()).collect();
+    assert_eq!(threads[0], 1, "{report}");
+    assert_eq!(report["plan"], "dequantized");
+}
+
+#[test]
+fn bench_takes_a_plan_and_threads_and_saves_inputs() {
+    let dir = scratch("bench-inputs");
+    let frame = dir.join("frame.png");
+    let out = karyoscreen(&["demo", "--write-frame", "1", "--out", frame.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inputs = dir.join("inputs");
+    let out = karyoscreen(&[
+        "bench", "--rounds", "1", "--json", "--plan", "as-is", "--threads", "2",
+        "--save-inputs", inputs.to_str().unwrap(), frame.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["plan"], "as-is");
+    let threads: Vec<u64> = report["by_threads"].as_array().unwrap().iter().map(|t| t["threads"].as_u64().unwrap()).collect();
+    assert_eq!(threads, [1, 2]);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(inputs.join("cells.json")).unwrap()).unwrap();
+    let crops: u64 = meta["crops_per_cell"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
+    let side = meta["input_size"].as_u64().unwrap();
+    assert_eq!(meta["crops_per_cell"].as_array().unwrap().len(), 1);
+    assert_eq!(std::fs::metadata(inputs.join("image.f32")).unwrap().len(), crops * side * side * 4);
+    assert_eq!(std::fs::metadata(inputs.join("size.f32")).unwrap().len(), crops * 2 * 4);
+    let out = karyoscreen(&["bench", "--plan", "int4"]);
+    assert!(!out.status.success());
 }
 
 #[test]

@@ -118,3 +118,34 @@ fn blur_lowers_the_focus_measure_the_quality_gate_uses() {
     let mildly = image::imageops::blur(&frame, 1.0);
     assert_eq!(p.analyse(&mildly).unwrap().count, 46);
 }
+
+#[test]
+fn touching_chromosomes_are_split_or_never_pass_as_normal() {
+    let p = pipeline();
+    let (karyotype, _) = DEMO_CELLS[2];
+    let touching = 6;
+    // Each of the last six chromosomes as close to an earlier one as it comes without sharing a
+    // pixel, tip to tip at 45°: one blob to a threshold that bridges a pixel's gap.
+    let frame = karyoscreen::demo::render_cell_touching(karyotype, &p.model.card.class_stats, 7, touching, 0)
+        .unwrap();
+    let ink = GrayImage::from_fn(frame.width(), frame.height(), |x, y| {
+        Luma([if frame.get_pixel(x, y)[0] < 200 { 255 } else { 0 }])
+    });
+    let ink = imageproc::morphology::close(&ink, imageproc::distance_transform::Norm::LInf, 1);
+    let blobs = imageproc::region_labelling::connected_components(
+        &ink,
+        imageproc::region_labelling::Connectivity::Eight,
+        Luma([0u8]),
+    );
+    let mut areas = std::collections::HashMap::new();
+    for label in blobs.pixels().map(|p| p[0]).filter(|&l| l > 0) {
+        *areas.entry(label).or_insert(0usize) += 1;
+    }
+    let blob_count = areas.values().filter(|&&a| a >= 40).count();
+    assert_eq!(blob_count, 46 - touching, "the rendered pairs must touch");
+    let result = p.analyse(&frame).unwrap();
+    // No chromosome is cut in two; a pair left whole (a neck as wide as a tip looks like a
+    // chromosome's own waist) changes the count, so the cell is never passed as normal.
+    assert!(result.count <= 46 && result.count >= 46 - touching, "{}", result.karyotype);
+    assert_ne!(result.verdict, Verdict::Normal, "{}: {:?}", result.karyotype, result.reasons);
+}

@@ -1,11 +1,13 @@
 //! tract must run the shipped int8 model as onnxruntime does: older tract releases silently
 //! mis-ran per-channel int8 models, and this is the guard. train/karyotrain/fixtures.py wrote
-//! the inputs and onnxruntime's outputs for them.
+//! the inputs and onnxruntime's outputs for them. Both execution plans are checked: the shipped
+//! `dequantized` plan (int8 weights made float at load, activations not rounded to the int8 grid)
+//! and the graph as-is; one quantization step of the last activation bounds both.
 
 use std::path::Path;
 
 use karyoscreen::analyse::argmax;
-use karyoscreen::model::Model;
+use karyoscreen::model::{Model, Plan};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -25,11 +27,23 @@ fn fixture(name: &str) -> Vec<f32> {
 
 #[test]
 fn tract_matches_onnxruntime_on_the_shipped_int8_model() {
+    let model = Model::embedded().unwrap();
+    assert_eq!(model.plan(), Plan::Dequantized, "the shipped plan");
+    check(model);
+}
+
+#[test]
+fn tract_matches_onnxruntime_on_the_int8_graph_as_is() {
+    let mut model = Model::embedded().unwrap();
+    model.replan(Model::embedded_onnx(), Plan::AsIs).unwrap();
+    check(model);
+}
+
+fn check(model: Model) {
     let meta: Meta = serde_json::from_slice(
         &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/meta.json")).unwrap(),
     )
     .unwrap();
-    let model = Model::embedded().unwrap();
     assert_eq!(model.sha256, meta.model_sha256, "parity fixtures were made for another model: regenerate them");
 
     let images = fixture("image.f32");

@@ -14,6 +14,9 @@ use crate::model::ClassStats;
 /// Frames larger than this on either side are refused before decoding.
 pub const MAX_FRAME_SIDE: u32 = 8192;
 
+/// Most memory one decoded frame may take (8192² RGBA, 4096² 16-bit RGBA).
+pub const MAX_DECODE_BYTES: u64 = 256 << 20;
+
 pub struct Frame {
     pub image: GrayImage,
     /// File name, camera device or demo index: what the record and messages name.
@@ -38,18 +41,42 @@ pub trait FrameSource {
 
 /// Decodes PNG, JPEG, TIFF or BMP (any bit depth, gray or colour) to 8-bit gray.
 pub fn load_frame(path: &Path) -> Result<Frame> {
-    let mut reader = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open frame", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read frame", path.display()))?;
+    // Only regular files: a folder, a FIFO (which would block forever) or a device is refused.
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot open frame", path.display()))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
+        anyhow::bail!("{}: cannot read frame: {what}", path.display());
+    }
+    let reader = image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot open frame", path.display()))?;
+    decode_frame(reader, &path.display().to_string())
+}
+
+/// `load_frame` on bytes already in memory (what the fuzz target feeds).
+pub fn frame_from_bytes(bytes: &[u8], origin: &str) -> Result<Frame> {
+    decode_frame(image::ImageReader::new(std::io::Cursor::new(bytes)), origin)
+}
+
+/// Decoded size and memory are bounded before anything is allocated, so a decompression
+/// bomb or an absurd header is refused, not decoded.
+fn decode_frame<R: std::io::BufRead + std::io::Seek>(reader: image::ImageReader<R>, origin: &str) -> Result<Frame> {
+    let mut reader = reader.with_guessed_format().with_context(|| format!("{origin}: cannot read frame"))?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_FRAME_SIDE);
     limits.max_image_height = Some(MAX_FRAME_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let decoded = reader
-        .decode()
-        .with_context(|| format!("{}: not a readable PNG, JPEG, TIFF or BMP image", path.display()))?;
-    Ok(Frame { image: decoded.to_luma8(), origin: path.display().to_string() })
+    let decoded = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => anyhow::anyhow!(
+            "{origin}: image too large: more than {MAX_FRAME_SIDE} pixels on a side or {} MiB decoded ({e})",
+            MAX_DECODE_BYTES >> 20
+        ),
+        e => anyhow::Error::new(e).context(format!("{origin}: not a readable PNG, JPEG, TIFF or BMP image")),
+    })?;
+    if decoded.width() == 0 || decoded.height() == 0 {
+        anyhow::bail!("{origin}: not a readable PNG, JPEG, TIFF or BMP image: it has no pixels");
+    }
+    Ok(Frame { image: decoded.to_luma8(), origin: origin.to_string() })
 }
 
 /// The files given, in order.
