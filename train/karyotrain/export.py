@@ -17,7 +17,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from . import metrics as Mx
 from . import preprocess as P
 from .data import LABELS
-from .model import STRUCTURE_LABELS, n_params
+from .model import ARM_LABELS, OUTPUTS, POSITION_LABELS, STRUCTURE_LABELS, n_params
 
 OPSET = 17
 N_CALIB = 300
@@ -27,8 +27,8 @@ def export_onnx(model, path):
     model.eval()
     img, size = torch.zeros(2, 1, P.S, P.S), torch.zeros(2, 2)
     torch.onnx.export(model, (img, size), path, dynamo=False, opset_version=OPSET,
-                      input_names=["image", "size"], output_names=["identity", "structure"],
-                      dynamic_axes={k: {0: "N"} for k in ("image", "size", "identity", "structure")})
+                      input_names=["image", "size"], output_names=OUTPUTS,
+                      dynamic_axes={k: {0: "N"} for k in ["image", "size"] + OUTPUTS})
 
 
 class _Reader(CalibrationDataReader):
@@ -56,15 +56,18 @@ def quantize(float_path, q_path, calib_img, calib_size):
     onnx.save(m, q_path)
 
 
-def run_onnx(path, img, size, bs=512):
+def run_onnx(path, img, size, bs=512, all_outputs=False):
+    """-> (identity, structure), or all outputs of the model (by name, in OUTPUTS order)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
     s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    out_i, out_s = [], []
+    names = [o for o in OUTPUTS if o in {x.name for x in s.get_outputs()}]
+    outs = [[] for _ in names]
     for i in range(0, len(img), bs):
-        a, b = s.run(["identity", "structure"], dict(image=img[i:i + bs], size=size[i:i + bs]))
-        out_i.append(a); out_s.append(b)
-    return np.concatenate(out_i), np.concatenate(out_s)
+        for o, v in zip(outs, s.run(names, dict(image=img[i:i + bs], size=size[i:i + bs]))):
+            o.append(v)
+    outs = [np.concatenate(o) for o in outs]
+    return outs if all_outputs else outs[:2]
 
 
 def logit_tolerance(q_path):
@@ -140,7 +143,7 @@ def git_commit():
         return None
 
 
-def export_all(model, sets, args, hist, run_dir, train_seconds=0.0):
+def export_all(model, sets, args, hist, run_dir, train_seconds=0.0, structure=None):
     os.makedirs(args.out, exist_ok=True)
     fpath = os.path.join(run_dir, f"{args.name}.float.onnx")
     qpath = os.path.join(args.out, f"{args.name}.onnx")
@@ -174,6 +177,19 @@ def export_all(model, sets, args, hist, run_dir, train_seconds=0.0):
                 agree += int((lf.argmax(1) == lq.argmax(1)).sum()); n_test += len(y)
                 max_dlogit = max(max_dlogit, float(np.abs(lf - lq).max()))
     tol, act_scale, l1 = logit_tolerance(qpath)
+    synthetic = None
+    if structure:                       # SYNTHETIC abnormalities, threshold chosen on val (torch float)
+        from .train import synth_eval
+        thr = structure["threshold"]
+        synthetic = dict(note="SYNTHETIC structural abnormalities made from real normal crops of the "
+                              "split named (karyotrain.structural); the threshold flags at most "
+                              f"{args.fpr:.3%} of the real normal val crops",
+                         structure_threshold=thr, torch_float=structure["torch_float"])
+        for kind, path in (("float", fpath), ("int8", qpath)):
+            pf = lambda a, b, path=path: run_onnx(path, a, b, all_outputs=True)
+            synthetic[f"onnx_{kind}"] = {s: synth_eval(pf, sets, structure["synth"], s, threshold=thr)[1]
+                                         for s in ("val", "test")}
+
     gset = next((d for d in sets if str(d["polarity"]) == P.DARK_ON_LIGHT), sets[0])
     card = dict(
         name=args.name, card_version=1,
@@ -181,7 +197,8 @@ def export_all(model, sets, args, hist, run_dir, train_seconds=0.0):
         onnx_file=os.path.basename(qpath), onnx_sha256=sha256(qpath),
         inputs=[dict(name="image", shape=["N", 1, P.S, P.S], dtype="float32"),
                 dict(name="size", shape=["N", 2], dtype="float32")],
-        outputs=[dict(name="identity", labels=LABELS), dict(name="structure", labels=STRUCTURE_LABELS)],
+        outputs=[dict(name="identity", labels=LABELS), dict(name="structure", labels=STRUCTURE_LABELS),
+                 dict(name="arm", labels=ARM_LABELS), dict(name="position", labels=POSITION_LABELS)],
         preprocessing={k: P.PARAMS[k] for k in ("spec", "input_size", "margin", "polarity_threshold",
                                                 "contrast_percentile", "smoothing", "size_features")},
         cell_assignment=dict(capacity=Mx.CAPACITY, extra_slot_cost=Mx.EXTRA_SLOT_COST,
@@ -203,12 +220,27 @@ def export_all(model, sets, args, hist, run_dir, train_seconds=0.0):
                       seed=args.seed, epochs=args.epochs, params=n_params(model),
                       best_epoch=int(np.argmax([h["val_acc"] for h in hist]) + 1) if hist else None,
                       train_seconds=round(train_seconds), git_commit=git_commit()),
-        structure_head="placeholder: trained on normal crops only",
+        structure_head=("trained on SYNTHETIC structural abnormalities (karyotrain.structural) and real "
+                        "normal crops; abnormal when 1 - P(normal) > structure_threshold; arm and "
+                        "position are meaningful only for abnormal crops") if structure else
+                       "placeholder: trained on normal crops only",
+        **(dict(structure_threshold=round(structure["threshold"], 6),
+                synthetic=dict(note=synthetic["note"], int8=synthetic["onnx_int8"],
+                               float=synthetic["onnx_float"])) if structure else {}),
         class_stats=class_stats(gset),
     )
     with open(os.path.join(args.out, f"{args.name}.card.json"), "w") as f:
         json.dump(card, f, indent=1)
+    if synthetic:
+        full["synthetic"] = synthetic
     with open(os.path.join(run_dir, "metrics_onnx.json"), "w") as f:
         json.dump(full, f, indent=1)
     print(json.dumps(dict(metrics=metrics, quantization=card["quantization"]), indent=1))
+    if synthetic:
+        for split in ("val", "test"):
+            for n, r in synthetic["onnx_int8"][split].items():
+                print(f"SYNTHETIC int8 {n} {split}: AUROC {r['auroc']:.4f} normal flagged "
+                      f"{r['normal_flagged_rate']:.4f} arm {r['arm_accuracy']:.3f} pos MAE "
+                      f"{r['position_mae']:.3f} recall " +
+                      " ".join(f"{k} {v['recall']:.3f}" for k, v in r["per_type"].items()))
     return card

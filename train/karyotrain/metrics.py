@@ -81,3 +81,64 @@ def evaluate(logits, y, cells, per_class=True):
 
 def summary(r):
     return {k: v for k, v in r.items() if k not in ("per_class", "confusion")}
+
+
+# ---------------------------------------------------------------- structure head (SYNTHETIC)
+def auroc(neg, pos):
+    """Area under the ROC curve of scores, positives vs negatives (Mann-Whitney, ties halved)."""
+    from scipy.stats import rankdata
+    neg, pos = np.asarray(neg, np.float64), np.asarray(pos, np.float64)
+    if not len(neg) or not len(pos):
+        return float("nan")
+    r = rankdata(np.concatenate([neg, pos]))[len(neg):]
+    return float((r.sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def abnormal_score(structure_logits):
+    """1 - P(normal) from the structure logits."""
+    z = structure_logits - structure_logits.max(1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    return 1.0 - p[:, 0]
+
+
+def threshold_for_fpr(normal_scores, fpr=0.005):
+    """Smallest threshold t (flag when score > t) with at most `fpr` of the normals flagged."""
+    s = np.sort(np.asarray(normal_scores, np.float64))[::-1]
+    k = int(np.floor(fpr * len(s)))         # this many may be above t
+    return float(s[k]) if k < len(s) else 0.0
+
+
+def structure_report(normal_logits, syn, threshold, labels=None):
+    """Metrics of the structure/arm/position heads on real normal crops + a synthetic set.
+
+    normal_logits: structure logits [n,5] of the real (unedited) normal crops; syn: dict with
+    `structure_logits`, `arm_logits`, `position_pred` and the synthetic set's `structure`, `subtype`,
+    `arm`, `position`. Abnormal = structure > 0. All numbers are on SYNTHETIC abnormalities."""
+    from .model import STRUCTURE_LABELS
+    sn = abnormal_score(normal_logits)
+    ss = abnormal_score(syn["structure_logits"])
+    ab = syn["structure"] > 0
+    ctrl = ~ab                                      # straightened, unedited crops (normal)
+    r = dict(synthetic=True, n_normal=int(len(sn)), n_abnormal=int(ab.sum()),
+             auroc=auroc(sn, ss[ab]), threshold=float(threshold),
+             normal_flagged_rate=float((sn > threshold).mean()) if len(sn) else float("nan"),
+             recall_any=float((ss[ab] > threshold).mean()) if ab.any() else float("nan"))
+    if ctrl.any():
+        r["auroc_vs_straightened_normals"] = auroc(ss[ctrl], ss[ab])
+        r["straightened_normal_flagged_rate"] = float((ss[ctrl] > threshold).mean())
+    pred = syn["structure_logits"][:, 1:].argmax(1) + 1
+    r["per_type"] = {}
+    for name in list(dict.fromkeys(syn["subtype"][ab])):
+        m = ab & (syn["subtype"] == name)
+        r["per_type"][str(name)] = dict(n=int(m.sum()), recall=float((ss[m] > threshold).mean()),
+                                        type_accuracy=float((pred[m] == syn["structure"][m]).mean()))
+    for c in range(1, len(STRUCTURE_LABELS)):
+        m = ab & (syn["structure"] == c)
+        if m.any():
+            r["per_type"][STRUCTURE_LABELS[c]] = dict(
+                n=int(m.sum()), recall=float((ss[m] > threshold).mean()),
+                type_accuracy=float((pred[m] == c).mean()))
+    r["type_accuracy"] = float((pred[ab] == syn["structure"][ab]).mean()) if ab.any() else float("nan")
+    r["arm_accuracy"] = float((syn["arm_logits"][ab].argmax(1) == syn["arm"][ab]).mean()) if ab.any() else float("nan")
+    r["position_mae"] = float(np.abs(syn["position_pred"][ab].ravel() - syn["position"][ab]).mean()) if ab.any() else float("nan")
+    return r

@@ -1,8 +1,13 @@
-"""Small two-head CNN: image [N,1,64,64] + size [N,2] -> identity [N,24], structure [N,5]."""
+"""Small CNN: image [N,1,64,64] + size [N,2] -> identity [N,24], structure [N,5], arm [N,2] (p, q),
+position [N,1] (sigmoid: breakpoint fraction from p-ter; arm and position mean something only
+when structure is abnormal)."""
 import torch
 import torch.nn as nn
 
 STRUCTURE_LABELS = ["normal", "deletion", "duplication", "inversion", "translocation"]
+ARM_LABELS = ["p", "q"]
+POSITION_LABELS = ["p_ter_fraction"]
+OUTPUTS = ["identity", "structure", "arm", "position"]
 
 
 def block(cin, cout, stride):
@@ -30,11 +35,13 @@ class KaryoNet(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.identity = nn.Linear(cin + 16, n_identity)
         self.structure = nn.Linear(cin + 16, n_structure)
+        self.arm = nn.Linear(cin + 16, 2)
+        self.position = nn.Linear(cin + 16, 1)
 
     def forward(self, image, size):
         f = self.pool(self.features(image)).flatten(1)
         z = self.drop(torch.cat([f, torch.relu(self.size_fc(size))], 1))
-        return self.identity(z), self.structure(z)
+        return self.identity(z), self.structure(z), self.arm(z), torch.sigmoid(self.position(z))
 
 
 def n_params(m):

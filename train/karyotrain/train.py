@@ -45,14 +45,38 @@ def augment(x, s, g, rotate=15.0):
 
 
 @torch.no_grad()
-def predict(model, img, size, bs=512):
+def predict(model, img, size, bs=512, all_outputs=False):
+    """-> (identity, structure) logits, or all four outputs with all_outputs."""
     model.eval()
     dev = next(model.parameters()).device
-    out_i, out_s = [], []
+    outs = [[], [], [], []]
     for i in range(0, len(img), bs):
-        a, b = model(torch.from_numpy(img[i:i + bs]).to(dev), torch.from_numpy(size[i:i + bs]).to(dev))
-        out_i.append(a.cpu().numpy()); out_s.append(b.cpu().numpy())
-    return np.concatenate(out_i), np.concatenate(out_s)
+        r = model(torch.from_numpy(img[i:i + bs]).to(dev), torch.from_numpy(size[i:i + bs]).to(dev))
+        for o, v in zip(outs, r):
+            o.append(v.cpu().numpy())
+    outs = [np.concatenate(o) if o else np.zeros((0,)) for o in outs]
+    return outs if all_outputs else outs[:2]
+
+
+def synth_eval(pred_fn, sets, synth, split, threshold=None, fpr=0.005):
+    """Structure metrics (SYNTHETIC) per set and pooled; the threshold (if None) is chosen here so
+    that at most `fpr` of the real normal crops of this split (all sets) are flagged.
+    pred_fn(img, size) -> (identity, structure, arm, position)."""
+    normals, syns = [], []
+    for d, sy in zip(sets, synth):
+        m = d["split"] == split
+        normals.append(pred_fn(d["image"][m], d["size"][m])[1])
+        s = sy[split]
+        o = pred_fn(s["image"], s["size"])
+        syns.append(dict(structure_logits=o[1], arm_logits=o[2], position_pred=o[3],
+                         structure=s["structure"], subtype=s["subtype"], arm=s["arm"],
+                         position=s["position"]))
+    if threshold is None:
+        threshold = Mx.threshold_for_fpr(Mx.abnormal_score(np.concatenate(normals)), fpr)
+    out = {str(d["name"]): Mx.structure_report(n, sy, threshold) for d, n, sy in zip(sets, normals, syns)}
+    pooled = {k: np.concatenate([sy[k] for sy in syns]) for k in syns[0]}
+    out["all"] = Mx.structure_report(np.concatenate(normals), pooled, threshold)
+    return threshold, out
 
 
 def load(args):
@@ -84,6 +108,18 @@ def main(argv=None):
     ap.add_argument("--init", help="start from this state dict (with --epochs 0: export only)")
     ap.add_argument("--no-export", action="store_true", help="stop after training and metrics")
     ap.add_argument("--init-trained-by", help="with --init: the command that trained that state (for the card)")
+    ap.add_argument("--synth-events", type=int, default=0,
+                    help="structure head: SYNTHETIC abnormal events per train cell (x --repeat-small for "
+                         "small sets); 0 = placeholder head trained on normal crops only")
+    ap.add_argument("--synth-controls", type=int, default=6,
+                    help="straightened but unedited crops per train cell (labelled normal)")
+    ap.add_argument("--synth-eval-events", type=int, default=16, help="events per val/test cell")
+    ap.add_argument("--synth-seed", type=int, default=0)
+    ap.add_argument("--normal-frac", type=float, default=1.0,
+                    help="fraction of the normal train crops drawn each epoch (all synthetic ones are)")
+    ap.add_argument("--structure-weight", type=float, default=1.0)
+    ap.add_argument("--fpr", type=float, default=0.005,
+                    help="structure threshold: at most this fraction of real normal val crops flagged")
     args = ap.parse_args(argv)
     args.command = "python -m karyotrain.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
@@ -98,21 +134,72 @@ def main(argv=None):
     train_part = lambda k: np.concatenate([np.repeat(d[k][d["split"] == "train"], repeats(d), 0) for d in sets])
     xtr, str_, ytr = train_part("image"), train_part("size"), train_part("label")
     xva, sva, yva = cat("image", "val"), cat("size", "val"), cat("label", "val")
+    n_normal = len(ytr)
+    zs = np.zeros(n_normal, np.int64)
+    ystr, yarm, ypos = zs, zs - 1, np.full(n_normal, -1.0, np.float32)
+    synth = []
+    if args.synth_events:
+        from . import structural as St
+        for d, sd in zip(sets, args.data):
+            ev = {s: St.synthesize(d, sd, s, args.synth_eval_events, 0, args.synth_seed + 1)
+                  for s in ("val", "test")}
+            ev["train"] = St.synthesize(d, sd, "train", args.synth_events * repeats(d),
+                                        args.synth_controls * repeats(d), args.synth_seed)
+            synth.append(ev)
+        tr = [e["train"] for e in synth]
+        xtr = np.concatenate([xtr] + [e["image"] for e in tr])
+        str_ = np.concatenate([str_] + [e["size"] for e in tr])
+        ytr = np.concatenate([ytr] + [e["label"] for e in tr])
+        ystr = np.concatenate([ystr] + [e["structure"] for e in tr])
+        yarm = np.concatenate([yarm] + [e["arm"] for e in tr])
+        ypos = np.concatenate([ypos] + [e["position"] for e in tr])
+        for d, e in zip(sets, synth):
+            print(f"{d['name']}: SYNTHETIC train {len(e['train']['label'])} "
+                  f"(abnormal {(e['train']['structure'] > 0).sum()}), val {len(e['val']['label'])}, "
+                  f"test {len(e['test']['label'])}")
     print(f"train {len(ytr)}  val {len(yva)}  ({time.time() - t0:.0f}s loading)")
 
     model = KaryoNet(args.arch)
     if args.init:
-        model.load_state_dict(torch.load(args.init, map_location="cpu"))
+        missing, unexpected = model.load_state_dict(torch.load(args.init, map_location="cpu"), strict=False)
+        assert not unexpected and all(k.split(".")[0] in ("arm", "position") for k in missing), \
+            (missing, unexpected)
     model.to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
-    steps = max(1, args.epochs) * math.ceil(len(ytr) / args.batch)
+    n_epoch = int(round(n_normal * args.normal_frac)) + len(ytr) - n_normal
+    steps = max(1, args.epochs) * math.ceil(n_epoch / args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.25)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     Xtr, Str, Ytr = (torch.from_numpy(a).to(args.device) for a in (xtr, str_, ytr))
-    hist, best = [], (-1.0, {k: v.clone() for k, v in model.state_dict().items()})
+    Ystr, Yarm, Ypos = (torch.from_numpy(a).to(args.device) for a in (ystr, yarm, ypos))
+    owner = np.concatenate([np.full((d["split"] == "val").sum(), i) for i, d in enumerate(sets)])
+    vmask = lambda d: d["split"] == "val"
+
+    def val_identity(m):
+        """(crop accuracy, cell-step accuracy) on val, each set weighing the same."""
+        lv, _ = predict(m, xva, sva)
+        hit = lv.argmax(1) == yva
+        crop = float(np.mean([hit[owner == i].mean() for i in range(len(sets))]))
+        cell = float(np.mean([Mx.evaluate(lv[owner == i], yva[owner == i], d["cell"][vmask(d)],
+                                          per_class=False)["cell"]["accuracy"]
+                              for i, d in enumerate(sets)]))
+        return lv, crop, cell
+
+    base = None
+    if args.init and args.synth_events and args.epochs:
+        _, bc, bcell = val_identity(model)
+        base = dict(crop=bc, cell=bcell)
+        print(f"init: val identity crop {bc:.4f} cell {bcell:.4f} (mean over sets): the floor", flush=True)
+    hist, best = [], (-1e9, {k: v.clone() for k, v in model.state_dict().items()})
+    best_epoch = None
     for ep in range(args.epochs):
         model.train()
-        perm = torch.randperm(len(Ytr), generator=g, device=args.device)
+        if args.normal_frac < 1.0:
+            keep = torch.randperm(n_normal, generator=g, device=args.device)[:int(round(n_normal * args.normal_frac))]
+            idx_all = torch.cat([keep, torch.arange(n_normal, len(Ytr), device=args.device)])
+            perm = idx_all[torch.randperm(len(idx_all), generator=g, device=args.device)]
+        else:
+            perm = torch.randperm(len(Ytr), generator=g, device=args.device)
         tl, tc, tn = 0.0, 0, 0
         bar = tqdm(range(0, len(perm), args.batch), desc=f"epoch {ep + 1}/{args.epochs}",
                    mininterval=5, file=sys.stdout)
@@ -120,27 +207,47 @@ def main(argv=None):
             idx = perm[i:i + args.batch]
             x, s = augment(Xtr[idx], Str[idx], g, args.rotate)
             y = Ytr[idx]
-            li, ls = model(x, s)
-            # structure head placeholder: every training crop is "normal" (index 0)
-            loss = F.cross_entropy(li, y, label_smoothing=0.05) + \
-                0.1 * F.cross_entropy(ls, torch.zeros_like(y), label_smoothing=0.05)
+            li, ls, la, lp = model(x, s)
+            if args.synth_events:
+                ys, ya, yp = Ystr[idx], Yarm[idx], Ypos[idx]
+                ab = ys > 0
+                loss = F.cross_entropy(li, y, label_smoothing=0.05) + \
+                    args.structure_weight * F.cross_entropy(ls, ys, label_smoothing=0.02)
+                if ab.any():
+                    loss = loss + 0.5 * F.cross_entropy(la[ab], ya[ab]) + \
+                        2.0 * F.l1_loss(lp[ab, 0], yp[ab])
+            else:
+                # structure head placeholder: every training crop is "normal" (index 0)
+                loss = F.cross_entropy(li, y, label_smoothing=0.05) + \
+                    0.1 * F.cross_entropy(ls, torch.zeros_like(y), label_smoothing=0.05)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step(); sched.step()
             tl += loss.item() * len(y); tc += (li.argmax(1) == y).sum().item(); tn += len(y)
             bar.set_postfix(loss=f"{tl / tn:.3f}", acc=f"{tc / tn:.3f}")
         # choose on val, each set weighing the same whatever its size
-        lv, _ = predict(model, xva, sva)
+        lv, vacc, vcell = val_identity(model)
         vloss = F.cross_entropy(torch.from_numpy(lv), torch.from_numpy(yva)).item()
-        hit = lv.argmax(1) == yva
-        owner = np.concatenate([np.full((d["split"] == "val").sum(), i) for i, d in enumerate(sets)])
-        vacc = float(np.mean([hit[owner == i].mean() for i in range(len(sets))]))
-        hist.append(dict(epoch=ep + 1, train_loss=tl / tn, train_acc=tc / tn, val_loss=vloss,
-                         val_acc=vacc, time_s=time.time() - t0))
+        h = dict(epoch=ep + 1, train_loss=tl / tn, train_acc=tc / tn, val_loss=vloss,
+                 val_acc=vacc, val_cell_acc=vcell, time_s=time.time() - t0)
+        score = vacc
+        if args.synth_events:
+            pf = lambda a, b: predict(model, a, b, all_outputs=True)
+            _, sr = synth_eval(pf, sets, synth, "val", fpr=args.fpr)
+            h["val_synthetic_auroc"] = sr["all"]["auroc"]
+            # the structure head is chosen by AUROC among epochs whose identity is no worse than
+            # the initial state's on val (crop and cell step); otherwise by identity
+            ok = base is None or (vacc >= base["crop"] and vcell >= base["cell"])
+            score = (1.0 + sr["all"]["auroc"]) if ok else vacc - 1.0
+            h["eligible"] = bool(ok)
+        hist.append(h)
         print(f"epoch {ep + 1}: train loss {tl / tn:.4f} acc {tc / tn:.4f} | val loss {vloss:.4f} "
-              f"acc {vacc:.4f} (mean over sets) | {time.time() - t0:.0f}s", flush=True)
-        if vacc > best[0]:
-            best = (vacc, {k: v.clone() for k, v in model.state_dict().items()})
+              f"acc {vacc:.4f} cell {vcell:.4f} (mean over sets)"
+              + (f" | SYNTHETIC val AUROC {h['val_synthetic_auroc']:.4f} eligible {h['eligible']}"
+                 if args.synth_events else "") + f" | {time.time() - t0:.0f}s", flush=True)
+        if score > best[0]:
+            best = (score, {k: v.clone() for k, v in model.state_dict().items()})
+            best_epoch = ep + 1
             torch.save(best[1], os.path.join(run_dir, "best.pt"))
     model.load_state_dict(best[1])
     model.cpu().eval()
@@ -153,18 +260,36 @@ def main(argv=None):
             m = d["split"] == split
             li, _ = predict(model, d["image"][m], d["size"][m])
             results[str(d["name"])][split] = Mx.evaluate(li, d["label"][m], d["cell"][m])
+    structure = None
+    if args.synth_events:
+        pf = lambda a, b: predict(model, a, b, all_outputs=True)
+        thr, sval = synth_eval(pf, sets, synth, "val", fpr=args.fpr)
+        _, stest = synth_eval(pf, sets, synth, "test", threshold=thr)
+        structure = dict(threshold=thr, synth=synth, torch_float=dict(val=sval, test=stest),
+                         best_epoch=best_epoch,
+                         init_val_identity=base)
     with open(os.path.join(run_dir, "metrics.json"), "w") as f:
-        json.dump(dict(history=hist, torch_float=results), f, indent=1)
+        json.dump(dict(history=hist, torch_float=results,
+                       synthetic=structure and dict(note="SYNTHETIC structural abnormalities",
+                                                    structure_threshold=structure["threshold"],
+                                                    init_val_identity=base, best_epoch=best_epoch,
+                                                    torch_float=structure["torch_float"])), f, indent=1)
     for n, r in results.items():
         for split, rr in r.items():
             print(f"{n} {split}: crop acc {rr['crop']['accuracy']:.4f}  cell acc {rr['cell']['accuracy']:.4f}")
+    if structure:
+        for split in ("val", "test"):
+            for n, r in structure["torch_float"][split].items():
+                print(f"SYNTHETIC {n} {split}: AUROC {r['auroc']:.4f} normal flagged {r['normal_flagged_rate']:.4f} "
+                      f"arm acc {r['arm_accuracy']:.3f} pos MAE {r['position_mae']:.3f} recall "
+                      + " ".join(f"{k} {v['recall']:.3f}" for k, v in r["per_type"].items()))
     from .plots import plot_all
     plot_all(hist, results, run_dir)
     if args.no_export:
         return
 
     from .export import export_all
-    export_all(model, sets, args, hist, run_dir, train_seconds=time.time() - t0)
+    export_all(model, sets, args, hist, run_dir, train_seconds=time.time() - t0, structure=structure)
 
 
 if __name__ == "__main__":

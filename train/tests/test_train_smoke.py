@@ -26,7 +26,11 @@ def test_short_training_run_writes_a_consistent_int8_model_and_card(tmp_path):
     assert card["preprocessing"]["spec"] == "karyoscreen-pre-v1"
     assert len(card["class_stats"]) == 24
     session = ort.InferenceSession(str(onnx_path))
-    identity, structure = session.run(None, {"image": np.zeros((3, 1, 64, 64), np.float32),
-                                             "size": np.zeros((3, 2), np.float32)})
+    assert [o["name"] for o in card["outputs"]] == ["identity", "structure", "arm", "position"]
+    assert card["outputs"][2]["labels"] == ["p", "q"] and card["outputs"][3]["labels"] == ["p_ter_fraction"]
+    identity, structure, arm, position = session.run(
+        ["identity", "structure", "arm", "position"],
+        {"image": np.zeros((3, 1, 64, 64), np.float32), "size": np.zeros((3, 2), np.float32)})
     assert identity.shape == (3, 24) and structure.shape == (3, 5)
+    assert arm.shape == (3, 2) and position.shape == (3, 1) and ((0 <= position) & (position <= 1)).all()
     assert any(n.op_type == "DequantizeLinear" for n in __import__("onnx").load(str(onnx_path)).graph.node)
