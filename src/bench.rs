@@ -43,7 +43,7 @@ pub struct BenchReport {
     pub startup_ms: f64,
     /// Building the plan asked for with `--plan`, when it is not the default one.
     pub replan_ms: Option<f64>,
-    /// Decoding the frames from PNG (demo frames are encoded to PNG in memory first).
+    /// Decoding the frames as `analyze` does (demo frames are encoded to PNG in memory first).
     pub decode: StageStats,
     pub segment: StageStats,
     pub preprocess: StageStats,
@@ -87,16 +87,19 @@ fn ms(since: Instant) -> f64 {
 
 /// Loads the model (timed), rebuilds it for `options.plan` from `onnx` if that is not the
 /// default, then analyses every PNG frame `rounds` times on 1 and `options.threads` threads.
+/// `frames` gives the encoded frames once the model is loaded (demo frames are rendered from
+/// its card), so only one model is ever held.
 pub fn bench(
     load: impl FnOnce() -> Result<Model>,
     onnx: &[u8],
-    frames_png: &[Vec<u8>],
+    frames: impl FnOnce(&Model) -> Result<Vec<Vec<u8>>>,
     options: &BenchOptions,
 ) -> Result<BenchReport> {
-    anyhow::ensure!(!frames_png.is_empty(), "bench needs at least one frame");
     let clock = Instant::now();
     let mut model = load()?;
     let startup_ms = ms(clock);
+    let frames_png = frames(&model)?;
+    anyhow::ensure!(!frames_png.is_empty(), "bench needs at least one frame");
     let replan_ms = if options.plan != model.plan() {
         let clock = Instant::now();
         model.replan(onnx, options.plan)?;
@@ -108,20 +111,19 @@ pub fn bench(
     let thread_counts: Vec<usize> = if options.threads > 1 { vec![1, options.threads] } else { vec![1] };
 
     let decode_frame = |png: &[u8]| -> Result<GrayImage> {
-        Ok(image::load_from_memory(png).context("bench frame is not a PNG")?.to_luma8())
+        Ok(crate::capture::frame_from_bytes(png, "bench frame")?.image)
     };
-    let frames: Vec<GrayImage> = frames_png.iter().map(|p| decode_frame(p)).collect::<Result<_>>()?;
     if let Some(dir) = &options.save_inputs {
-        save_inputs(&pipeline, &frames, dir)?;
+        save_inputs(&pipeline, &frames_png, dir)?;
     }
-    pipeline.analyse(&frames[0])?; // warm-up
+    pipeline.analyse(&decode_frame(&frames_png[0])?)?; // warm-up
 
     let mut decode = Vec::new();
     let mut shared: Vec<Timings> = Vec::new();
     let mut per_threads: Vec<Vec<(Timings, usize)>> = vec![Vec::new(); thread_counts.len()];
     let mut objects = 0usize;
     for _ in 0..options.rounds.max(1) {
-        for png in frames_png {
+        for png in &frames_png {
             let clock = Instant::now();
             let frame = decode_frame(png)?;
             decode.push(ms(clock));
@@ -173,11 +175,12 @@ pub fn bench(
 
 /// Writes the model inputs of `frames`, in frame order: `image.f32` (crops × 1 × S × S),
 /// `size.f32` (crops × 2), raw little-endian float32, and `cells.json` (crops per frame, S).
-fn save_inputs(pipeline: &Pipeline, frames: &[GrayImage], dir: &Path) -> Result<()> {
+fn save_inputs(pipeline: &Pipeline, frames_png: &[Vec<u8>], dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let (mut image, mut size, mut crops) = (Vec::new(), Vec::new(), Vec::new());
-    for frame in frames {
-        let FrameInputs { pixels, sizes, .. } = pipeline.prepare(frame, &mut Timings::default());
+    for png in frames_png {
+        let frame = crate::capture::frame_from_bytes(png, "bench frame")?.image;
+        let FrameInputs { pixels, sizes, .. } = pipeline.prepare(&frame, &mut Timings::default());
         image.extend(pixels.iter().flat_map(|v| v.to_le_bytes()));
         size.extend(sizes.as_flattened().iter().flat_map(|v| v.to_le_bytes()));
         crops.push(sizes.len());

@@ -85,7 +85,7 @@ enum Command {
         /// A board profile file (TOML, as in boards/).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Frames from: `camera` (the profile's), `demo`, a folder to watch, or one image file.
+        /// Frames from: `camera` (the profile's), `demo` (the built-in cells, round and round), a folder to watch, or one image file.
         #[arg(long, default_value = "camera")]
         source: karyoscreen::service::Source,
         /// Print LED changes on the console instead of driving the board's GPIO lines.
@@ -401,18 +401,18 @@ fn bench(
     options: &karyoscreen::bench::BenchOptions,
     json: bool,
 ) -> Result<ExitCode> {
-    let frames: Vec<Vec<u8>> = if paths.is_empty() {
-        let stats = load_model(model)?.card.class_stats;
-        (0..DEMO_CELLS.len())
-            .map(|i| {
-                let frame = karyoscreen::demo::render_cell(DEMO_CELLS[i].0, &stats, i as u64)
-                    .map_err(anyhow::Error::msg)?;
-                let mut png = std::io::Cursor::new(Vec::new());
-                frame.write_to(&mut png, image::ImageFormat::Png)?;
-                Ok(png.into_inner())
-            })
-            .collect::<Result<_>>()?
-    } else {
+    let frames = |loaded: &Model| -> Result<Vec<Vec<u8>>> {
+        if paths.is_empty() {
+            return (0..DEMO_CELLS.len())
+                .map(|i| {
+                    let frame = karyoscreen::demo::render_cell(DEMO_CELLS[i].0, &loaded.card.class_stats, i as u64)
+                        .map_err(anyhow::Error::msg)?;
+                    let mut png = std::io::Cursor::new(Vec::new());
+                    frame.write_to(&mut png, image::ImageFormat::Png)?;
+                    Ok(png.into_inner())
+                })
+                .collect();
+        }
         paths
             .iter()
             .map(|p| {
@@ -421,13 +421,13 @@ fn bench(
                 karyoscreen::capture::frame_from_bytes(&bytes, &p.display().to_string())?;
                 Ok(bytes)
             })
-            .collect::<Result<_>>()?
+            .collect()
     };
     let onnx = match model {
         Some(path) => std::fs::read(path).with_context(|| format!("{}: cannot read model", path.display()))?,
         None => Model::embedded_onnx().to_vec(),
     };
-    let report = karyoscreen::bench::bench(|| load_model(model), &onnx, &frames, options)?;
+    let report = karyoscreen::bench::bench(|| load_model(model), &onnx, frames, options)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

@@ -84,7 +84,7 @@ pub fn serve(
     }
     let mut frames: Box<dyn FrameSource + '_> = match source {
         Source::Camera => Box::new(capture::camera::Camera::open(&board.camera)?),
-        Source::Demo => Box::new(DemoSource::new(&pipeline.model.card.class_stats)),
+        Source::Demo => Box::new(DemoSource::cycling(&pipeline.model.card.class_stats)),
         Source::Path(path) if path.is_dir() => Box::new(DirectorySource::new(path, None)?),
         Source::Path(path) => Box::new(FileSource::new(vec![path.clone()])),
     };

@@ -175,19 +175,29 @@ impl FrameSource for DirectorySource {
 pub struct DemoSource<'a> {
     stats: &'a [ClassStats],
     next: usize,
+    /// Round and round, each pass with fresh layouts (a demo stand, a soak test).
+    cycle: bool,
 }
 
 impl<'a> DemoSource<'a> {
+    /// The demo cells once each.
     pub fn new(stats: &'a [ClassStats]) -> DemoSource<'a> {
-        DemoSource { stats, next: 0 }
+        DemoSource { stats, next: 0, cycle: false }
+    }
+
+    /// The demo cells again and again until the loop stops.
+    pub fn cycling(stats: &'a [ClassStats]) -> DemoSource<'a> {
+        DemoSource { stats, next: 0, cycle: true }
     }
 }
 
 impl FrameSource for DemoSource<'_> {
     fn next_frame(&mut self) -> Result<Option<Frame>> {
-        let Some((karyotype, _)) = demo::DEMO_CELLS.get(self.next) else {
+        let cells = demo::DEMO_CELLS.len();
+        if !self.cycle && self.next >= cells {
             return Ok(None);
-        };
+        }
+        let (karyotype, _) = demo::DEMO_CELLS[self.next % cells];
         let image = demo::render_cell(karyotype, self.stats, self.next as u64)
             .map_err(|e| anyhow::anyhow!("demo frame {}: {e}", self.next))?;
         self.next += 1;
