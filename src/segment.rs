@@ -166,34 +166,50 @@ fn component_mask(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>, label: u32, 
 /// Slowly varying background level of the ink image (uneven illumination): a low quantile
 /// per tile, which chromosomes covering part of a tile do not lift, interpolated per pixel.
 fn background_map(ink: &GrayImage) -> Vec<u8> {
-    const TILE: u32 = 64;
-    let (w, h) = ink.dimensions();
+    const TILE: usize = 64;
+    let (w, h) = (ink.width() as usize, ink.height() as usize);
     let (tx, ty) = (w.div_ceil(TILE), h.div_ceil(TILE));
-    let mut level = vec![0f64; (tx * ty) as usize];
+    let raw = ink.as_raw();
+    // The lower quartile (the value at index n/4 of the sorted tile) from a histogram per tile.
+    let mut level = vec![0f64; tx * ty];
     for j in 0..ty {
-        for i in 0..tx {
-            let mut values: Vec<u8> = Vec::new();
-            for y in j * TILE..((j + 1) * TILE).min(h) {
-                for x in i * TILE..((i + 1) * TILE).min(w) {
-                    values.push(ink.get_pixel(x, y)[0]);
-                }
+        let rows = j * TILE..((j + 1) * TILE).min(h);
+        let mut histograms = vec![[0u32; 256]; tx];
+        for y in rows.clone() {
+            for (x, &v) in raw[y * w..(y + 1) * w].iter().enumerate() {
+                histograms[x / TILE][v as usize] += 1;
             }
-            values.sort_unstable();
-            level[(j * tx + i) as usize] = values[values.len() / 4] as f64;
+        }
+        for (i, histogram) in histograms.iter().enumerate() {
+            let quartile = rows.len() * (((i + 1) * TILE).min(w) - i * TILE) / 4;
+            let mut seen = 0;
+            let value = histogram.iter().position(|&c| {
+                seen += c as usize;
+                seen > quartile
+            });
+            level[j * tx + i] = value.unwrap_or(255) as f64;
         }
     }
-    let at = |i: i64, j: i64| level[(j.clamp(0, ty as i64 - 1) * tx as i64 + i.clamp(0, tx as i64 - 1)) as usize];
-    let mut map = Vec::with_capacity((w * h) as usize);
+    // Bilinear between tile centres, clamped at the edges: first down the column of tiles
+    // for the row, then across.
+    let at = |i: isize, j: isize| level[j.clamp(0, ty as isize - 1) as usize * tx + i.clamp(0, tx as isize - 1) as usize];
+    let cell = |p: usize| {
+        let g = (p as f64 + 0.5) / TILE as f64 - 0.5;
+        (g.floor() as isize, g - g.floor())
+    };
+    let columns: Vec<(isize, f64)> = (0..w).map(cell).collect();
+    let mut row = vec![0f64; tx + 2];
+    let mut map = Vec::with_capacity(w * h);
     for y in 0..h {
-        let gy = (y as f64 + 0.5) / TILE as f64 - 0.5;
-        let (j, fy) = (gy.floor() as i64, gy - gy.floor());
-        for x in 0..w {
-            let gx = (x as f64 + 0.5) / TILE as f64 - 0.5;
-            let (i, fx) = (gx.floor() as i64, gx - gx.floor());
-            let top = at(i, j) * (1.0 - fx) + at(i + 1, j) * fx;
-            let bottom = at(i, j + 1) * (1.0 - fx) + at(i + 1, j + 1) * fx;
-            map.push((top * (1.0 - fy) + bottom * fy).round() as u8);
+        let (j, fy) = cell(y);
+        for (k, r) in row.iter_mut().enumerate() {
+            let i = k as isize - 1;
+            *r = at(i, j) * (1.0 - fy) + at(i, j + 1) * fy;
         }
+        map.extend(columns.iter().map(|&(i, fx)| {
+            let i = (i + 1) as usize;
+            (row[i] * (1.0 - fx) + row[i + 1] * fx).round() as u8
+        }));
     }
     map
 }
