@@ -5,7 +5,7 @@
 use pathfinding::prelude::{kuhn_munkres, Matrix};
 use serde::Serialize;
 
-use crate::model::{CellAssignment, Prediction};
+use crate::card::{CellAssignment, Prediction};
 
 /// Probability below which a structural call is not made.
 pub const STRUCTURE_THRESHOLD: f32 = 0.5;

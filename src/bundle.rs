@@ -30,6 +30,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::card::hex;
+
 /// The project's release public key; bundles it signed load with no `--trusted-key`.
 pub const RELEASE_PUBLIC_KEY: &str = include_str!("../keys/release.pub");
 /// The `format` field of a signature file.
@@ -165,11 +167,11 @@ impl Bundle {
     /// resolved first, so reading `DIR/current/…` while `install` switches `current` still
     /// gives the three files of one version. Errors name the paths as given.
     pub fn read(onnx_path: &Path) -> Result<Bundle> {
-        let card_path = crate::model::card_path_for(onnx_path);
+        let card_path = crate::card::card_path_for(onnx_path);
         let sig_path = sig_path_for(onnx_path);
         let real = resolve_dir(onnx_path);
         let onnx = fs::read(&real).with_context(|| format!("{}: cannot read model", onnx_path.display()))?;
-        let card = fs::read_to_string(crate::model::card_path_for(&real)).with_context(|| {
+        let card = fs::read_to_string(crate::card::card_path_for(&real)).with_context(|| {
             format!(
                 "{}: cannot read the model card that must sit beside {}",
                 card_path.display(),
@@ -392,9 +394,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Writes `path` through a temporary file in the same folder, fsynced, then renamed over it.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -6,7 +6,7 @@ use image::{GrayImage, Luma};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 use crate::decide::Verdict;
-use crate::model::ClassStats;
+use crate::card::ClassStats;
 
 /// Karyotypes of the built-in demo frames, with the verdict a correct screen gives.
 pub const DEMO_CELLS: [(&str, Verdict); 6] = [

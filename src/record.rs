@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 
 use crate::case::CaseReport;
 use crate::decide::Thresholds;
-use crate::model::{hex, Model};
+use crate::card::hex;
+use crate::model::Model;
 use crate::pipeline::CellResult;
 
 /// Rotate before a file passes 8 MiB …

@@ -9,7 +9,7 @@ use image::GrayImage;
 pub mod camera;
 
 use crate::demo;
-use crate::model::ClassStats;
+use crate::card::ClassStats;
 
 /// Frames larger than this on either side are refused before decoding.
 pub const MAX_FRAME_SIDE: u32 = 8192;

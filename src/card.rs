@@ -1,0 +1,99 @@
+//! The model card: what a model file promises (inputs, outputs and their labels, the
+//! preprocessing it was trained with, how a cell's classes are shared out) and the
+//! per-object predictions read against it. Plain data, so everything that only reads a card
+//! (analysis, the demo renderer, parsers under fuzzing) builds without the inference engine.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::preprocess::PreprocessParams;
+
+pub const IDENTITY_OUTPUT: &str = "identity";
+pub const STRUCTURE_OUTPUT: &str = "structure";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    /// Dimensions; the batch is a string such as "N".
+    pub shape: Vec<serde_json::Value>,
+    pub dtype: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutputSpec {
+    pub name: String,
+    pub labels: Vec<String>,
+}
+
+/// How each class of a cell is shared out: `capacity` regular slots per autosome, one X and
+/// one X-or-Y slot, plus one extra slot per class at a cost, so a real trisomy can still
+/// show; an empty regular slot costs too, so a loss needs as much evidence as a gain.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellAssignment {
+    pub capacity: std::collections::BTreeMap<String, usize>,
+    pub extra_slot_cost: f64,
+    /// Cost of a regular slot left empty; the same as `extra_slot_cost` when absent.
+    #[serde(default)]
+    pub missing_slot_cost: Option<f64>,
+}
+
+/// What a class looks like (G-band), measured on training crops; the demo renders from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassStats {
+    pub label: String,
+    pub rel_length: f64,
+    pub aspect: f64,
+    pub ink_profile: Vec<f64>,
+    pub width_profile: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Card {
+    pub name: String,
+    pub card_version: u32,
+    pub onnx_file: String,
+    pub onnx_sha256: String,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<OutputSpec>,
+    pub preprocessing: PreprocessParams,
+    pub cell_assignment: CellAssignment,
+    #[serde(default)]
+    pub class_stats: Vec<ClassStats>,
+    #[serde(default)]
+    pub metrics: serde_json::Value,
+}
+
+impl Card {
+    pub fn output(&self, name: &str) -> Result<&OutputSpec> {
+        self.outputs
+            .iter()
+            .find(|o| o.name == name)
+            .with_context(|| format!("card lists no output named {name:?}"))
+    }
+
+    pub fn identity_labels(&self) -> &[String] {
+        &self.output(IDENTITY_OUTPUT).map(|o| o.labels.as_slice()).unwrap_or(&[])
+    }
+
+    pub fn structure_labels(&self) -> &[String] {
+        &self.output(STRUCTURE_OUTPUT).map(|o| o.labels.as_slice()).unwrap_or(&[])
+    }
+}
+
+/// Per-object class probabilities, in card label order.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub identity: Vec<f32>,
+    pub structure: Vec<f32>,
+}
+
+pub fn card_path_for(onnx: &Path) -> PathBuf {
+    let stem = onnx.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    onnx.with_file_name(format!("{stem}.card.json"))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
