@@ -28,6 +28,9 @@ echo "golden vectors reproduced"
 step "rust tests (unit, golden vectors, tract-vs-onnxruntime parity, demo end to end)"
 cargo test --locked
 
+step "fuzz: frame decoding + segmentation, board profile and model card parsing (30 s each)"
+tests/fuzz.sh
+
 step "aarch64: static release binary for the boards, unit tests under qemu-user"
 cargo build --release --locked --target aarch64-unknown-linux-musl
 cargo test --release --locked --target aarch64-unknown-linux-musl --lib
