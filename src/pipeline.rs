@@ -75,7 +75,8 @@ impl Pipeline {
     /// Segmentation and preprocessing: the model's inputs for a frame.
     pub fn prepare(&self, frame: &GrayImage, timings: &mut Timings) -> FrameInputs {
         let clock = Instant::now();
-        let segmentation = segment(frame, &self.segment);
+        let params = SegmentParams { threads: self.model.threads(), ..self.segment.clone() };
+        let segmentation = segment(frame, &params);
         timings.segment_ms = ms(clock);
 
         let clock = Instant::now();
@@ -83,8 +84,24 @@ impl Pipeline {
         let mut prepared: Vec<Prepared> = Vec::new();
         let mut boxes = Vec::new();
         let mut unresolved = segmentation.unresolved;
-        for object in &segmentation.objects {
-            match preprocess_crop(&object.crop, Some(segmentation.polarity), params) {
+        // The crops on the inference threads, in crop order.
+        let objects = &segmentation.objects;
+        let share = objects.len().div_ceil(self.model.threads().max(1)).max(1);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let workers: Vec<_> = objects
+                .chunks(share)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|o| preprocess_crop(&o.crop, Some(segmentation.polarity), params))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        });
+        for (object, result) in objects.iter().zip(results) {
+            match result {
                 Ok(p) => {
                     prepared.push(p);
                     boxes.push(object.bbox);

@@ -57,11 +57,13 @@ pub struct SegmentParams {
     pub polarity_threshold: u8,
     /// Components smaller than this many pixels are debris.
     pub min_area: usize,
+    /// Threads for the per-pixel steps (row bands); the result does not depend on it.
+    pub threads: usize,
 }
 
 impl Default for SegmentParams {
     fn default() -> Self {
-        SegmentParams { polarity_threshold: 128, min_area: 40 }
+        SegmentParams { polarity_threshold: 128, min_area: 40, threads: 1 }
     }
 }
 
@@ -70,9 +72,7 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
     let (w, h) = frame.dimensions();
     let background_gray = border_median(w as usize, h as usize, frame.as_raw());
     let ink = ink_image(frame, polarity);
-    let background = background_map(&ink);
-    let above: Vec<u8> =
-        ink.as_raw().iter().zip(&background).map(|(&v, &b)| v.saturating_sub(b)).collect();
+    let above = above_background(&ink, params.threads);
     let empty = Segmentation { polarity, objects: Vec::new(), debris: 0, nuclei: 0, unresolved: 0 };
     let Some(high) = otsu_threshold(&above) else { return empty };
     // Hysteresis: objects are what rises above a low threshold (pale bands, dull
@@ -80,7 +80,7 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
     let low = (high / 3).max(noise_floor(&above, w as usize, h as usize)).min(high);
     let mask = GrayImage::from_fn(w, h, |x, y| Luma([if above[(y * w + x) as usize] > low { 255 } else { 0 }]));
     // Close gaps of up to GAP_CLOSE pixels: a chromosome cut by a pale or dull band stays one.
-    let mask = close(&mask, Norm::LInf, GAP_CLOSE);
+    let mask = close_in_bands(&mask, GAP_CLOSE, params.threads);
     let labels = connected_components(&mask, Connectivity::Eight, Luma([0u8]));
     let components = measure(&labels, &above);
     let seeded: Vec<(usize, &Component)> = components
@@ -163,9 +163,9 @@ fn component_mask(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>, label: u32, 
     (c.y0..=c.y1).flat_map(|y| (c.x0..=c.x1).map(move |x| labels.get_pixel(x, y)[0] == label)).collect()
 }
 
-/// Slowly varying background level of the ink image (uneven illumination): a low quantile
+/// The ink above its slowly varying background level (uneven illumination): a low quantile
 /// per tile, which chromosomes covering part of a tile do not lift, interpolated per pixel.
-fn background_map(ink: &GrayImage) -> Vec<u8> {
+fn above_background(ink: &GrayImage, threads: usize) -> Vec<u8> {
     const TILE: usize = 64;
     let (w, h) = (ink.width() as usize, ink.height() as usize);
     let (tx, ty) = (w.div_ceil(TILE), h.div_ceil(TILE));
@@ -191,27 +191,74 @@ fn background_map(ink: &GrayImage) -> Vec<u8> {
         }
     }
     // Bilinear between tile centres, clamped at the edges: first down the column of tiles
-    // for the row, then across.
-    let at = |i: isize, j: isize| level[j.clamp(0, ty as isize - 1) as usize * tx + i.clamp(0, tx as isize - 1) as usize];
+    // for the row, then across; row bands on `threads` threads.
+    let level = &level;
+    let at = move |i: isize, j: isize| {
+        level[j.clamp(0, ty as isize - 1) as usize * tx + i.clamp(0, tx as isize - 1) as usize]
+    };
     let cell = |p: usize| {
         let g = (p as f64 + 0.5) / TILE as f64 - 0.5;
         (g.floor() as isize, g - g.floor())
     };
     let columns: Vec<(isize, f64)> = (0..w).map(cell).collect();
-    let mut row = vec![0f64; tx + 2];
-    let mut map = Vec::with_capacity(w * h);
-    for y in 0..h {
-        let (j, fy) = cell(y);
-        for (k, r) in row.iter_mut().enumerate() {
-            let i = k as isize - 1;
-            *r = at(i, j) * (1.0 - fy) + at(i, j + 1) * fy;
+    let columns = &columns;
+    let mut above = vec![0u8; w * h];
+    let band = h.div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        for (b, out) in above.chunks_mut(band * w).enumerate() {
+            scope.spawn(move || {
+                let mut row = vec![0f64; tx + 2];
+                for (r, out) in out.chunks_mut(w).enumerate() {
+                    let y = b * band + r;
+                    let (j, fy) = cell(y);
+                    for (k, level) in row.iter_mut().enumerate() {
+                        let i = k as isize - 1;
+                        *level = at(i, j) * (1.0 - fy) + at(i, j + 1) * fy;
+                    }
+                    for ((x, &(i, fx)), out) in columns.iter().enumerate().zip(out.iter_mut()) {
+                        let i = (i + 1) as usize;
+                        let background = (row[i] * (1.0 - fx) + row[i + 1] * fx).round() as u8;
+                        *out = raw[y * w + x].saturating_sub(background);
+                    }
+                }
+            });
         }
-        map.extend(columns.iter().map(|&(i, fx)| {
-            let i = (i + 1) as usize;
-            (row[i] * (1.0 - fx) + row[i + 1] * fx).round() as u8
-        }));
+    });
+    above
+}
+
+/// Morphological closing (L∞ radius `radius`) in row bands on `threads` threads. Closing
+/// only looks 2·radius pixels away, so each band, closed with that much margin, matches the
+/// whole frame closed at once.
+fn close_in_bands(mask: &GrayImage, radius: u8, threads: usize) -> GrayImage {
+    let (w, h) = mask.dimensions();
+    if threads <= 1 || h == 0 {
+        return close(mask, Norm::LInf, radius);
     }
-    map
+    let margin = 2 * radius as u32 + 1;
+    let band = h.div_ceil(threads as u32);
+    let pieces: Vec<(u32, u32, GrayImage)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..h)
+            .step_by(band as usize)
+            .map(|y0| {
+                scope.spawn(move || {
+                    let (top, bottom) = (y0.saturating_sub(margin), (y0 + band + margin).min(h));
+                    let piece = image::imageops::crop_imm(mask, 0, top, w, bottom - top).to_image();
+                    (y0, top, close(&piece, Norm::LInf, radius))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let mut closed = GrayImage::new(w, h);
+    for (y0, top, piece) in pieces {
+        for y in y0..(y0 + band).min(h) {
+            let row = (y - top) as usize * w as usize;
+            let out = y as usize * w as usize;
+            closed.as_mut()[out..out + w as usize].copy_from_slice(&piece.as_raw()[row..row + w as usize]);
+        }
+    }
+    closed
 }
 
 /// A level that background noise rarely reaches: 4 robust standard deviations (median
@@ -297,6 +344,21 @@ fn measure(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>, above: &[u8]) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn banded_steps_match_the_whole_frame() {
+        let mut state = 7u64;
+        let noise = GrayImage::from_fn(300, 211, |_, _| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            Luma([(state >> 56) as u8])
+        });
+        let mask = GrayImage::from_fn(300, 211, |x, y| Luma([if noise.get_pixel(x, y)[0] > 170 { 255 } else { 0 }]));
+        let whole = close(&mask, Norm::LInf, GAP_CLOSE);
+        for threads in [2, 3, 7] {
+            assert_eq!(close_in_bands(&mask, GAP_CLOSE, threads), whole, "{threads} bands");
+            assert_eq!(above_background(&noise, threads), above_background(&noise, 1), "{threads} bands");
+        }
+    }
 
     #[test]
     fn finds_separate_objects_and_drops_specks() {
