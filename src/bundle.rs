@@ -28,9 +28,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::card::hex;
+use crate::card::{hex, sha256_hex};
 
 /// The project's release public key; bundles it signed load with no `--trusted-key`.
 pub const RELEASE_PUBLIC_KEY: &str = include_str!("../keys/release.pub");
@@ -390,9 +389,6 @@ fn parse_hex<const N: usize>(text: &str) -> Result<[u8; N]> {
     Ok(out)
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
 
 
 /// Writes `path` through a temporary file in the same folder, fsynced, then renamed over it.

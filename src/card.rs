@@ -97,3 +97,9 @@ pub fn card_path_for(onnx: &Path) -> PathBuf {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The sha256 of `bytes` in lowercase hex: how cards, signatures and the record name contents.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
+}

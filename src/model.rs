@@ -6,10 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
-use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
-use crate::card::{hex, Card, Prediction, IDENTITY_OUTPUT, STRUCTURE_OUTPUT};
+use crate::card::{sha256_hex, Card, Prediction, IDENTITY_OUTPUT, STRUCTURE_OUTPUT};
 
 mod plan;
 
@@ -64,7 +63,7 @@ impl Model {
     pub fn from_bytes(onnx: &[u8], card_json: &str, origin: &str) -> Result<Model> {
         let card: Card = serde_json::from_str(card_json)
             .with_context(|| format!("{origin}: model card is not valid"))?;
-        let sha256 = hex(&Sha256::digest(onnx));
+        let sha256 = sha256_hex(onnx);
         ensure!(
             sha256 == card.onnx_sha256,
             "{origin}: ONNX sha256 {sha256} does not match its card ({}); the model or card was changed",
@@ -95,7 +94,7 @@ impl Model {
     /// [`Model::replan`], for batch 1 (as the device runs) or for any batch size (so one
     /// [`Model::logits`] call runs a whole batch: examples/batch_vs_single.rs).
     pub fn replan_with_batch(&mut self, onnx: &[u8], plan: Plan, batch_one: bool) -> Result<()> {
-        let sha256 = hex(&Sha256::digest(onnx));
+        let sha256 = sha256_hex(onnx);
         ensure!(sha256 == self.sha256, "{}: replan needs the same ONNX file", self.origin);
         let (runnable, identity, structure) =
             build_plan(onnx, &self.card, self.input_size(), &self.origin, plan, batch_one)?;

@@ -20,11 +20,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::case::CaseReport;
 use crate::decide::Thresholds;
-use crate::card::hex;
+use crate::card::sha256_hex;
 use crate::model::Model;
 use crate::pipeline::CellResult;
 
@@ -109,7 +108,7 @@ struct CaseRecord<'a> {
 
 /// The sha256 of a frame's 8-bit gray pixels, as the record names frames.
 pub fn frame_sha256(frame: &image::GrayImage) -> String {
-    hex(&Sha256::digest(frame.as_raw()))
+    sha256_hex(frame.as_raw())
 }
 
 /// FILE for `n == 0`, else FILE.n (FILE.1 the newest rotated file).

@@ -14,16 +14,15 @@ use std::time::{Duration, Instant};
 use karyoscreen::record::record_files;
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
+mod common;
+
 const KILLS: usize = 30;
 const MAX_BYTES: u64 = 8_000;
 /// Enough that nothing is dropped here, so every acknowledged record must still be there.
 const KEEP: usize = 1000;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("audit", name)
 }
 
 fn record_args(record: &Path, max_bytes: u64) -> Vec<String> {

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use image::{DynamicImage, GrayImage, ImageFormat, Luma};
-use sha2::{Digest, Sha256};
 
 /// What a case must do.
 enum Expect {
@@ -177,16 +176,12 @@ fn gray(w: u32, h: u32, v: u8) -> DynamicImage {
     DynamicImage::ImageLuma8(GrayImage::from_pixel(w, h, Luma([v])))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A signed model bundle in `dir`: `stem.onnx` with `stem.card.json`, the card edited by `edit`
 /// and its sha256 set to the ONNX bytes' own, signed with `key` (so the hash and signature
 /// checks pass and what follows them is tested).
 fn bundle(dir: &Path, stem: &str, key: &Path, onnx: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
     let mut card: serde_json::Value = serde_json::from_str(include_str!("../models/karyoscreen.card.json")).unwrap();
-    card["onnx_sha256"] = sha256_hex(onnx).into();
+    card["onnx_sha256"] = karyoscreen::card::sha256_hex(onnx).into();
     edit(&mut card);
     let path = dir.join(format!("{stem}.onnx"));
     std::fs::write(&path, onnx).unwrap();

@@ -1,17 +1,13 @@
 //! The binary as a user runs it: the demo, one analysed frame, and clear one-line errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn karyoscreen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_karyoscreen")).args(args).output().expect("binary runs")
-}
+mod common;
+use common::karyoscreen;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("cli", name)
 }
 
 fn stdout(o: &Output) -> String {

@@ -3,17 +3,13 @@
 //! atomically with rollback.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn karyoscreen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_karyoscreen")).args(args).output().expect("binary runs")
-}
+mod common;
+use common::karyoscreen;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("model_integrity").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("model_integrity", name)
 }
 
 fn shipped(ext: &str) -> PathBuf {
@@ -68,7 +64,7 @@ fn the_shipped_bundle_verifies_under_the_release_key() {
     assert_ok(&out);
     let text = stdout(&out);
     assert!(text.contains("release key"), "{text}");
-    let sha = karyoscreen::bundle::sha256_hex(&std::fs::read(shipped("onnx")).unwrap());
+    let sha = karyoscreen::card::sha256_hex(&std::fs::read(shipped("onnx")).unwrap());
     assert!(text.contains(&sha), "{text}");
     let release = karyoscreen::bundle::parse_public_key(karyoscreen::bundle::RELEASE_PUBLIC_KEY).unwrap();
     assert!(text.contains(&karyoscreen::bundle::key_id(&release)), "{text}");

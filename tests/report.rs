@@ -1,18 +1,13 @@
 //! `analyze --report DIR`: the annotated frame and the karyogram are written, decode, and show
 //! the boxes in colour over the gray frame.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
-fn karyoscreen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_karyoscreen")).args(args).output().expect("binary runs")
-}
+mod common;
+use common::karyoscreen;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("report", name)
 }
 
 fn coloured(p: &image::Rgb<u8>) -> bool {
