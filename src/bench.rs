@@ -24,6 +24,9 @@ pub struct StageStats {
 #[derive(Debug, Serialize)]
 pub struct ThreadStats {
     pub threads: usize,
+    /// Segmentation and preprocessing run their per-pixel and per-crop work on these threads.
+    pub segment: StageStats,
+    pub preprocess: StageStats,
     pub infer_per_cell: StageStats,
     /// Median over cells of a cell's inference time divided by its crops.
     pub infer_per_crop_ms: f64,
@@ -45,6 +48,7 @@ pub struct BenchReport {
     pub replan_ms: Option<f64>,
     /// Decoding the frames as `analyze` does (demo frames are encoded to PNG in memory first).
     pub decode: StageStats,
+    /// Segmentation and preprocessing on one thread (per thread count: `by_threads`).
     pub segment: StageStats,
     pub preprocess: StageStats,
     pub analyse: StageStats,
@@ -144,6 +148,8 @@ pub fn bench(
         .zip(&per_threads)
         .map(|(&threads, runs)| ThreadStats {
             threads,
+            segment: stats(runs.iter().map(|(t, _)| t.segment_ms).collect()),
+            preprocess: stats(runs.iter().map(|(t, _)| t.preprocess_ms).collect()),
             infer_per_cell: stats(runs.iter().map(|(t, _)| t.infer_ms).collect()),
             infer_per_crop_ms: stats(runs.iter().map(|(t, n)| t.infer_ms / (*n).max(1) as f64).collect()).median_ms,
             whole_cell: stats(

@@ -126,6 +126,11 @@ pub fn otsu_threshold(values: &[u8]) -> Option<u8> {
     for &v in values {
         hist[v as usize] += 1;
     }
+    otsu_from_histogram(&hist)
+}
+
+/// Otsu threshold of a 256-bin histogram (see `otsu_threshold`).
+pub fn otsu_from_histogram(hist: &[u64; 256]) -> Option<u8> {
     let total: u64 = hist.iter().sum();
     let total_sum: f64 = hist.iter().enumerate().map(|(v, &c)| v as f64 * c as f64).sum();
     let (mut w0, mut sum0) = (0u64, 0f64);

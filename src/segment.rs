@@ -4,14 +4,13 @@
 //! pixels painted over with background, so the crop looks like a training crop.
 
 use image::{GrayImage, Luma};
-use imageproc::distance_transform::Norm;
-use imageproc::morphology::close;
-use imageproc::region_labelling::{connected_components, Connectivity};
 use serde::Serialize;
 
+mod label;
 mod split;
 
-use crate::preprocess::{border_median, detect_polarity, otsu_threshold, Polarity};
+use crate::preprocess::{border_median, detect_polarity, otsu_from_histogram, Polarity};
+use label::{in_bands, Component, LabelMap};
 
 /// Half-width of the largest gap inside one chromosome that the mask bridges.
 const GAP_CLOSE: u8 = 3;
@@ -71,18 +70,14 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
     let polarity = detect_polarity(frame, params.polarity_threshold);
     let (w, h) = frame.dimensions();
     let background_gray = border_median(w as usize, h as usize, frame.as_raw());
-    let ink = ink_image(frame, polarity);
-    let above = above_background(&ink, params.threads);
+    let (above, histogram) = above_background(frame, polarity, params.threads);
     let empty = Segmentation { polarity, objects: Vec::new(), debris: 0, nuclei: 0, unresolved: 0 };
-    let Some(high) = otsu_threshold(&above) else { return empty };
+    let Some(high) = otsu_from_histogram(&histogram) else { return empty };
     // Hysteresis: objects are what rises above a low threshold (pale bands, dull
-    // heterochromatin stay attached) and reaches the Otsu threshold somewhere.
+    // heterochromatin stay attached) and reaches the Otsu threshold somewhere. The mask is
+    // closed over gaps of up to GAP_CLOSE pixels: a chromosome cut by a pale or dull band stays one.
     let low = (high / 3).max(noise_floor(&above, w as usize, h as usize)).min(high);
-    let mask = GrayImage::from_fn(w, h, |x, y| Luma([if above[(y * w + x) as usize] > low { 255 } else { 0 }]));
-    // Close gaps of up to GAP_CLOSE pixels: a chromosome cut by a pale or dull band stays one.
-    let mask = close_in_bands(&mask, GAP_CLOSE, params.threads);
-    let labels = connected_components(&mask, Connectivity::Eight, Luma([0u8]));
-    let components = measure(&labels, &above);
+    let (labels, components) = label::label(&above, w, low, GAP_CLOSE, params.threads);
     let seeded: Vec<(usize, &Component)> = components
         .iter()
         .enumerate()
@@ -125,7 +120,7 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
             }
         }
         let owner = |x: u32, y: u32, part: u8| {
-            labels.get_pixel(x, y)[0] == label as u32
+            labels.at(x, y) == label as u32
                 && parts.as_ref().is_none_or(|p| p[((y - c.y0) * bw + x - c.x0) as usize] == part)
         };
         for part in 1..=parts.as_ref().map_or(1, |p| *p.iter().max().unwrap_or(&1)) {
@@ -142,7 +137,7 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
             // Every other object's pixels (and the other parts of this one) become background.
             let crop = GrayImage::from_fn(cx1 - cx0 + 1, cy1 - cy0 + 1, |x, y| {
                 let (fx, fy) = (cx0 + x, cy0 + y);
-                if labels.get_pixel(fx, fy)[0] != 0 && !owner(fx, fy, part) {
+                if labels.at(fx, fy) != 0 && !owner(fx, fy, part) {
                     Luma([background_gray])
                 } else {
                     *frame.get_pixel(fx, fy)
@@ -159,106 +154,95 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
 }
 
 /// The component's pixels within its bounding box, row-major.
-fn component_mask(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>, label: u32, c: &Component) -> Vec<bool> {
-    (c.y0..=c.y1).flat_map(|y| (c.x0..=c.x1).map(move |x| labels.get_pixel(x, y)[0] == label)).collect()
+fn component_mask(labels: &LabelMap, label: u32, c: &Component) -> Vec<bool> {
+    (c.y0..=c.y1).flat_map(|y| (c.x0..=c.x1).map(move |x| labels.at(x, y) == label)).collect()
 }
 
-/// The ink above its slowly varying background level (uneven illumination): a low quantile
-/// per tile, which chromosomes covering part of a tile do not lift, interpolated per pixel.
-fn above_background(ink: &GrayImage, threads: usize) -> Vec<u8> {
+/// The ink (chromosomes bright, whatever the polarity) above its slowly varying background
+/// level (uneven illumination): a low quantile per tile, which chromosomes covering part of a
+/// tile do not lift, interpolated per pixel. Also the histogram of the result, for Otsu.
+fn above_background(frame: &GrayImage, polarity: Polarity, threads: usize) -> (Vec<u8>, [u64; 256]) {
     const TILE: usize = 64;
-    let (w, h) = (ink.width() as usize, ink.height() as usize);
+    let (w, h) = (frame.width() as usize, frame.height() as usize);
     let (tx, ty) = (w.div_ceil(TILE), h.div_ceil(TILE));
-    let raw = ink.as_raw();
-    // The lower quartile (the value at index n/4 of the sorted tile) from a histogram per tile.
-    let mut level = vec![0f64; tx * ty];
-    for j in 0..ty {
-        let rows = j * TILE..((j + 1) * TILE).min(h);
-        let mut histograms = vec![[0u32; 256]; tx];
-        for y in rows.clone() {
-            for (x, &v) in raw[y * w..(y + 1) * w].iter().enumerate() {
-                histograms[x / TILE][v as usize] += 1;
+    let raw = frame.as_raw();
+    let flip = if polarity == Polarity::DarkOnLight { 0xFF } else { 0 };
+    // The lower quartile (the value at index n/4 of the sorted tile) from a histogram per tile,
+    // rows of tiles in bands.
+    let level: Vec<u32> = in_bands(ty as u32, threads, |j0, j1| {
+        let mut level = Vec::with_capacity((j1 - j0) as usize * tx);
+        for j in j0 as usize..j1 as usize {
+            let rows = j * TILE..((j + 1) * TILE).min(h);
+            let mut histograms = vec![[0u32; 256]; tx];
+            for y in rows.clone() {
+                for (x, &v) in raw[y * w..(y + 1) * w].iter().enumerate() {
+                    histograms[x / TILE][(v ^ flip) as usize] += 1;
+                }
+            }
+            for (i, histogram) in histograms.iter().enumerate() {
+                let quartile = rows.len() * (((i + 1) * TILE).min(w) - i * TILE) / 4;
+                let mut seen = 0;
+                let value = histogram.iter().position(|&c| {
+                    seen += c as usize;
+                    seen > quartile
+                });
+                level.push(value.unwrap_or(255) as u32);
             }
         }
-        for (i, histogram) in histograms.iter().enumerate() {
-            let quartile = rows.len() * (((i + 1) * TILE).min(w) - i * TILE) / 4;
-            let mut seen = 0;
-            let value = histogram.iter().position(|&c| {
-                seen += c as usize;
-                seen > quartile
-            });
-            level[j * tx + i] = value.unwrap_or(255) as f64;
-        }
-    }
-    // Bilinear between tile centres, clamped at the edges: first down the column of tiles
-    // for the row, then across; row bands on `threads` threads.
-    let level = &level;
-    let at = move |i: isize, j: isize| {
-        level[j.clamp(0, ty as isize - 1) as usize * tx + i.clamp(0, tx as isize - 1) as usize]
-    };
+        level
+    })
+    .concat();
+    // Bilinear between tile centres, clamped at the edges: first down the column of tiles for
+    // the row, then across. Tile centres sit at 64·i + 31.5, so a pixel's weights are odd
+    // multiples of 1/128 and the whole interpolation is exact in integers (scaled by 128²).
+    let at = |i: isize, j: isize| level[j.clamp(0, ty as isize - 1) as usize * tx + i.clamp(0, tx as isize - 1) as usize];
     let cell = |p: usize| {
-        let g = (p as f64 + 0.5) / TILE as f64 - 0.5;
-        (g.floor() as isize, g - g.floor())
+        let t = 2 * p as isize - (TILE as isize - 1);
+        let i = t.div_euclid(2 * TILE as isize);
+        (i, (t - 2 * TILE as isize * i) as u32)
     };
-    let columns: Vec<(isize, f64)> = (0..w).map(cell).collect();
-    let columns = &columns;
-    let mut above = vec![0u8; w * h];
-    let band = h.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|scope| {
-        for (b, out) in above.chunks_mut(band * w).enumerate() {
-            scope.spawn(move || {
-                let mut row = vec![0f64; tx + 2];
-                for (r, out) in out.chunks_mut(w).enumerate() {
-                    let y = b * band + r;
-                    let (j, fy) = cell(y);
-                    for (k, level) in row.iter_mut().enumerate() {
-                        let i = k as isize - 1;
-                        *level = at(i, j) * (1.0 - fy) + at(i, j + 1) * fy;
-                    }
-                    for ((x, &(i, fx)), out) in columns.iter().enumerate().zip(out.iter_mut()) {
-                        let i = (i + 1) as usize;
-                        let background = (row[i] * (1.0 - fx) + row[i + 1] * fx).round() as u8;
-                        *out = raw[y * w + x].saturating_sub(background);
-                    }
-                }
-            });
+    const ONE: u32 = 2 * TILE as u32;
+    let columns: Vec<(usize, u32)> = (0..w).map(cell).map(|(i, f)| ((i + 1) as usize, f)).collect();
+    let bands = in_bands(h as u32, threads, |y0, y1| {
+        let mut above = vec![0u8; (y1 - y0) as usize * w];
+        let mut row = vec![0u32; tx + 2];
+        for (y, out) in (y0 as usize..y1 as usize).zip(above.chunks_exact_mut(w)) {
+            let (j, fy) = cell(y);
+            for (k, level) in row.iter_mut().enumerate() {
+                let i = k as isize - 1;
+                *level = at(i, j) * (ONE - fy) + at(i, j + 1) * fy;
+            }
+            for ((&(i, fx), &v), out) in columns.iter().zip(&raw[y * w..(y + 1) * w]).zip(out) {
+                let background = (row[i] * (ONE - fx) + row[i + 1] * fx + ONE * ONE / 2) / (ONE * ONE);
+                *out = (v ^ flip).saturating_sub(background as u8);
+            }
         }
+        let histogram = histogram(&above);
+        (above, histogram)
     });
-    above
+    let mut histogram = [0u64; 256];
+    for (_, band) in &bands {
+        histogram.iter_mut().zip(band).for_each(|(total, n)| *total += n);
+    }
+    let mut above = Vec::with_capacity(w * h);
+    bands.iter().for_each(|(band, _)| above.extend_from_slice(band));
+    (above, histogram)
 }
 
-/// Morphological closing (L∞ radius `radius`) in row bands on `threads` threads. Closing
-/// only looks 2·radius pixels away, so each band, closed with that much margin, matches the
-/// whole frame closed at once.
-fn close_in_bands(mask: &GrayImage, radius: u8, threads: usize) -> GrayImage {
-    let (w, h) = mask.dimensions();
-    if threads <= 1 || h == 0 {
-        return close(mask, Norm::LInf, radius);
-    }
-    let margin = 2 * radius as u32 + 1;
-    let band = h.div_ceil(threads as u32);
-    let pieces: Vec<(u32, u32, GrayImage)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..h)
-            .step_by(band as usize)
-            .map(|y0| {
-                scope.spawn(move || {
-                    let (top, bottom) = (y0.saturating_sub(margin), (y0 + band + margin).min(h));
-                    let piece = image::imageops::crop_imm(mask, 0, top, w, bottom - top).to_image();
-                    (y0, top, close(&piece, Norm::LInf, radius))
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    });
-    let mut closed = GrayImage::new(w, h);
-    for (y0, top, piece) in pieces {
-        for y in y0..(y0 + band).min(h) {
-            let row = (y - top) as usize * w as usize;
-            let out = y as usize * w as usize;
-            closed.as_mut()[out..out + w as usize].copy_from_slice(&piece.as_raw()[row..row + w as usize]);
+/// Histogram of `values`, counted in four interleaved lanes: runs of one value (background)
+/// would otherwise chain every increment on the one before.
+fn histogram(values: &[u8]) -> [u64; 256] {
+    let mut lanes = [[0u32; 256]; 4];
+    let mut quads = values.chunks_exact(4);
+    for quad in &mut quads {
+        for (lane, &v) in lanes.iter_mut().zip(quad) {
+            lane[v as usize] += 1;
         }
     }
-    closed
+    for &v in quads.remainder() {
+        lanes[0][v as usize] += 1;
+    }
+    std::array::from_fn(|v| lanes.iter().map(|lane| lane[v] as u64).sum())
 }
 
 /// A level that background noise rarely reaches: 4 robust standard deviations (median
@@ -281,82 +265,23 @@ fn noise_floor(above: &[u8], w: usize, h: usize) -> u8 {
     (median as f64 + 4.0 * sigma.max(1.0)).round().min(255.0) as u8
 }
 
-/// Chromosomes bright: the frame inverted when it is dark-on-light.
-fn ink_image(frame: &GrayImage, polarity: Polarity) -> GrayImage {
-    match polarity {
-        Polarity::DarkOnLight => GrayImage::from_fn(frame.width(), frame.height(), |x, y| {
-            Luma([255 - frame.get_pixel(x, y)[0]])
-        }),
-        Polarity::LightOnDark => frame.clone(),
-    }
-}
-
-/// One connected component: pixel count, bounding box (inclusive) and brightest ink.
-struct Component {
-    area: usize,
-    x0: u32,
-    y0: u32,
-    x1: u32,
-    y1: u32,
-    peak: u8,
-}
-
-impl Component {
-    /// Share of the bounding box the component fills.
-    fn fill(&self) -> f64 {
-        self.area as f64 / ((self.x1 - self.x0 + 1) as f64 * (self.y1 - self.y0 + 1) as f64)
-    }
-
-    fn aspect(&self) -> f64 {
-        let (w, h) = ((self.x1 - self.x0 + 1) as f64, (self.y1 - self.y0 + 1) as f64);
-        w.max(h) / w.min(h)
-    }
-}
-
-/// Components indexed by label.
-fn measure(labels: &image::ImageBuffer<Luma<u32>, Vec<u32>>, above: &[u8]) -> Vec<Option<Component>> {
-    let mut components: Vec<Option<Component>> = Vec::new();
-    let width = labels.width();
-    for (x, y, label) in labels.enumerate_pixels() {
-        let label = label[0] as usize;
-        if label == 0 {
-            continue;
-        }
-        if components.len() <= label {
-            components.resize_with(label + 1, || None);
-        }
-        let value = above[(y * width + x) as usize];
-        match &mut components[label] {
-            None => components[label] = Some(Component { area: 1, x0: x, y0: y, x1: x, y1: y, peak: value }),
-            Some(c) => {
-                c.area += 1;
-                c.x0 = c.x0.min(x);
-                c.y0 = c.y0.min(y);
-                c.x1 = c.x1.max(x);
-                c.y1 = c.y1.max(y);
-                c.peak = c.peak.max(value);
-            }
-        }
-    }
-    components
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn banded_steps_match_the_whole_frame() {
+    fn background_map_does_not_depend_on_bands() {
         let mut state = 7u64;
         let noise = GrayImage::from_fn(300, 211, |_, _| {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             Luma([(state >> 56) as u8])
         });
-        let mask = GrayImage::from_fn(300, 211, |x, y| Luma([if noise.get_pixel(x, y)[0] > 170 { 255 } else { 0 }]));
-        let whole = close(&mask, Norm::LInf, GAP_CLOSE);
-        for threads in [2, 3, 7] {
-            assert_eq!(close_in_bands(&mask, GAP_CLOSE, threads), whole, "{threads} bands");
-            assert_eq!(above_background(&noise, threads), above_background(&noise, 1), "{threads} bands");
+        for polarity in [Polarity::DarkOnLight, Polarity::LightOnDark] {
+            let whole = above_background(&noise, polarity, 1);
+            assert_eq!(whole.1.iter().sum::<u64>(), 300 * 211);
+            for threads in [2, 3, 7] {
+                assert_eq!(above_background(&noise, polarity, threads), whole, "{threads} bands");
+            }
         }
     }
 
