@@ -83,7 +83,7 @@ fn label_in_bands(
 ) -> (LabelMap, Vec<Option<Component>>) {
     let height = if width == 0 { 0 } else { (above.len() / width as usize) as u32 };
     let margin = 2 * radius as u32 + 1;
-    let row = |y: u32| (y * width) as usize;
+    let row = |y: u32| y as usize * width as usize;
     let rows = (band_pixels / width.max(1)).max(4 * margin).min(height.max(1));
     let starts: Vec<u32> = (0..height).step_by(rows as usize).collect();
     let label_band = |y0: u32| {
