@@ -152,10 +152,7 @@ fn label_in_bands(
     for (band, &offset) in bands.iter().zip(&offsets) {
         for (local, part) in band.components.iter().enumerate() {
             if let Some(part) = part {
-                match &mut components[final_label[offset + local] as usize] {
-                    Some(c) => c.merge(part),
-                    slot => *slot = Some(part.clone()),
-                }
+                add(&mut components[final_label[offset + local] as usize], part.clone());
             }
         }
     }
@@ -220,6 +217,14 @@ fn square_filter(image: &[u8], width: usize, radius: usize, pick: impl Fn(u8, u8
     out
 }
 
+/// Adds `part` (pixels, a band's component) to the component in `slot`.
+fn add(slot: &mut Option<Component>, part: Component) {
+    match slot {
+        Some(c) => c.merge(&part),
+        None => *slot = Some(part),
+    }
+}
+
 /// Components of a band whose first row is frame row `y_offset`, indexed by local label.
 fn measure(labels: &BandLabels, above: &[u8], y_offset: u32) -> Vec<Option<Component>> {
     let mut components: Vec<Option<Component>> = Vec::new();
@@ -234,17 +239,7 @@ fn measure(labels: &BandLabels, above: &[u8], y_offset: u32) -> Vec<Option<Compo
         }
         let value = above[(y * width + x) as usize];
         let y = y + y_offset;
-        match &mut components[label] {
-            None => components[label] = Some(Component { area: 1, x0: x, y0: y, x1: x, y1: y, peak: value }),
-            Some(c) => {
-                c.area += 1;
-                c.x0 = c.x0.min(x);
-                c.y0 = c.y0.min(y);
-                c.x1 = c.x1.max(x);
-                c.y1 = c.y1.max(y);
-                c.peak = c.peak.max(value);
-            }
-        }
+        add(&mut components[label], Component { area: 1, x0: x, y0: y, x1: x, y1: y, peak: value });
     }
     components
 }
@@ -255,15 +250,20 @@ mod tests {
     use imageproc::distance_transform::Norm;
     use imageproc::morphology::close;
 
+    /// Deterministic noise bytes.
+    fn noise(mut state: u64) -> impl FnMut() -> u8 {
+        move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 56) as u8
+        }
+    }
+
     #[test]
     fn square_closing_equals_imageprocs() {
-        let mut state = 5u64;
+        let mut next = noise(5);
         for (w, h) in [(1u32, 1u32), (2, 9), (9, 2), (5, 5), (40, 33)] {
             for density in [30u8, 128, 230] {
-                let mask = GrayImage::from_fn(w, h, |_, _| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    Luma([if (state >> 56) as u8 > density { 255 } else { 0 }])
-                });
+                let mask = GrayImage::from_fn(w, h, |_, _| Luma([if next() > density { 255 } else { 0 }]));
                 // imageproc takes w + h for "no such pixel", so below that it is not a closing.
                 for radius in (0..=4u8).filter(|&r| (r as u32) < w + h) {
                     let ours = close_square(mask.as_raw(), w as usize, radius as usize);
@@ -275,15 +275,10 @@ mod tests {
 
     #[test]
     fn bands_give_the_whole_frame_labelling() {
-        let mut state = 11u64;
+        let mut next = noise(11);
         // Dense noise (few large components) and sparse noise (many small ones across seams).
         for (w, h, density, radius) in [(300u32, 211u32, 150u8, 0u8), (97, 400, 200, 1), (64, 7, 120, 0), (300, 211, 235, 1), (200, 300, 240, 3)] {
-            let above: Vec<u8> = (0..w * h)
-                .map(|_| {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    (state >> 56) as u8
-                })
-                .collect();
+            let above: Vec<u8> = (0..w * h).map(|_| next()).collect();
             let mask = GrayImage::from_fn(w, h, |x, y| Luma([if above[(y * w + x) as usize] > density { 255 } else { 0 }]));
             let whole = connected_components(&close(&mask, Norm::LInf, radius), Connectivity::Eight, Luma([0u8]));
             let (one, components) = label(&above, w, density, radius, 1);
