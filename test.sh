@@ -7,14 +7,17 @@ cd "$(dirname "$0")"
 export KARYOSCREEN_DATA="${KARYOSCREEN_DATA:-$(cd .. && pwd)/shared/data}"
 step() { printf '\n=== %s (%ss)\n' "$1" "$SECONDS"; }
 
+step "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free here"
+
 step "host packages and Rust targets (cross linkers, qemu, libclang for V4L2 bindings)"
 tests/vm/setup-host.sh
 
 step "python venv (train/.venv: torch, onnx, onnxruntime)"
 if ! train/.venv/bin/python -c 'import torch, onnx, onnxruntime, pytest, karyotrain' 2>/dev/null; then
     python3 -m venv train/.venv
-    train/.venv/bin/pip install -q --upgrade pip
-    train/.venv/bin/pip install -q -e 'train[test]'
+    # no pip cache: torch's CUDA wheels are ~3 GB, and a cached second copy has filled a CI disk
+    train/.venv/bin/pip install -q --no-cache-dir --upgrade pip
+    train/.venv/bin/pip install -q --no-cache-dir -e 'train[test]'
 fi
 
 step "python tests (preprocessing spec, golden vectors, training smoke run)"
