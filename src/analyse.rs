@@ -7,9 +7,6 @@ use serde::Serialize;
 
 use crate::card::{CellAssignment, Prediction};
 
-/// Probability below which a structural call is not made.
-pub const STRUCTURE_THRESHOLD: f32 = 0.5;
-
 /// One classified object of the cell.
 #[derive(Debug, Clone, Serialize)]
 pub struct Call {
@@ -20,8 +17,23 @@ pub struct Call {
     pub confidence: f32,
     /// The class the model alone preferred, when the cell step changed it.
     pub argmax: usize,
+    /// The structure head's type when the object is flagged (1 − P(normal) above the card's
+    /// threshold), else `normal`.
     pub structure: String,
+    /// The probability of `structure`: 1 − P(normal) when flagged, P(normal) when not.
     pub structure_confidence: f32,
+    /// For a flagged object: the arm (`p`/`q`) of the change's first breakpoint, and that
+    /// breakpoint as a fraction of the length from p-ter, when the model has those heads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<f32>,
+}
+
+impl Call {
+    pub fn is_flagged(&self) -> bool {
+        self.structure != "normal"
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,7 +44,7 @@ pub struct Karyotype {
     pub iscn: String,
     /// Autosome labels whose copy number differs from two, with that number.
     pub numerical: Vec<(String, usize)>,
-    /// Structural changes as `type(chromosome)`, e.g. `del(5)`.
+    /// Structural changes ISCN-style with the arm, e.g. `del(5)(p)`, `t(4;11)(q;q)`.
     pub structural: Vec<String>,
 }
 
@@ -71,12 +83,14 @@ fn slots(labels: &[String], rules: &CellAssignment) -> Vec<Slot> {
 }
 
 /// Assigns each object a class, consistent across the cell (a minimum-cost assignment of
-/// objects to slots, −ln p per object). Objects beyond every slot keep their argmax.
+/// objects to slots, −ln p per object). Objects beyond every slot keep their argmax. An object
+/// whose 1 − P(normal) exceeds `structure_threshold` is flagged with its likeliest abnormal type.
 pub fn assign(
     predictions: &[Prediction],
     labels: &[String],
     structure_labels: &[String],
     rules: &CellAssignment,
+    structure_threshold: f32,
 ) -> Vec<Call> {
     let slots = slots(labels, rules);
     let n = predictions.len();
@@ -103,14 +117,24 @@ pub fn assign(
         .iter()
         .zip(classes)
         .map(|(p, class)| {
-            let structure = argmax(&p.structure);
+            let normal = p.structure.first().copied().unwrap_or(1.0);
+            let abnormal = 1.0 - normal;
+            let flagged = abnormal > structure_threshold && p.structure.len() > 1;
+            let (structure, structure_confidence) = if flagged {
+                (structure_labels[1 + argmax(&p.structure[1..])].clone(), abnormal)
+            } else {
+                (structure_labels.first().cloned().unwrap_or_else(|| "normal".into()), normal)
+            };
+            let arm = (flagged && p.arm.len() == 2).then(|| if p.arm[0] >= p.arm[1] { "p" } else { "q" }.to_string());
             Call {
                 class,
                 label: labels[class].clone(),
                 confidence: p.identity[class],
                 argmax: argmax(&p.identity),
-                structure: structure_labels[structure].clone(),
-                structure_confidence: p.structure[structure],
+                structure,
+                structure_confidence,
+                arm,
+                position: p.position.filter(|_| flagged),
             }
         })
         .collect()
@@ -126,14 +150,47 @@ pub fn argmax(values: &[f32]) -> usize {
 }
 
 /// ISCN abbreviations for the structure head's classes.
-fn iscn_abbreviation(structure: &str) -> Option<&'static str> {
+pub fn iscn_abbreviation(structure: &str) -> &str {
     match structure {
-        "deletion" => Some("del"),
-        "duplication" => Some("dup"),
-        "inversion" => Some("inv"),
-        "translocation" => Some("t"),
-        _ => None,
+        "deletion" => "del",
+        "duplication" => "dup",
+        "inversion" => "inv",
+        "translocation" => "t",
+        other => other,
     }
+}
+
+/// ISCN order of chromosomes: sex chromosomes first, then autosomes by number.
+fn iscn_order(label: &str) -> usize {
+    match label {
+        "X" => 0,
+        "Y" => 1,
+        n => 2 + n.parse::<usize>().unwrap_or(usize::MAX - 2),
+    }
+}
+
+/// The structural flags of a cell, ISCN-style in ISCN order: `del(5)(p)` for one object;
+/// flagged translocation derivatives paired in order, `t(4;11)(q;q)`, a lone one `t(4;?)(q;?)`.
+fn structural_flags(calls: &[Call]) -> Vec<(usize, String)> {
+    let mut flagged: Vec<&Call> = calls.iter().filter(|c| c.is_flagged()).collect();
+    flagged.sort_by_key(|c| iscn_order(&c.label));
+    let arm = |c: &Call| c.arm.clone().unwrap_or_else(|| "?".into());
+    let (translocations, others): (Vec<&Call>, Vec<&Call>) =
+        flagged.into_iter().partition(|c| c.structure == "translocation");
+    let mut flags: Vec<(usize, String)> = others
+        .iter()
+        .map(|c| (iscn_order(&c.label), format!("{}({})({})", iscn_abbreviation(&c.structure), c.label, arm(c))))
+        .collect();
+    for pair in translocations.chunks(2) {
+        let flag = match pair {
+            [a, b] => format!("t({};{})({};{})", a.label, b.label, arm(a), arm(b)),
+            [a] => format!("t({};?)({};?)", a.label, arm(a)),
+            _ => unreachable!("chunks(2) yields one or two"),
+        };
+        flags.push((iscn_order(&pair[0].label), flag));
+    }
+    flags.sort_by_key(|(order, _)| *order);
+    flags
 }
 
 /// Builds the karyotype from the cell's calls. Labels are the card's (`1`…`22`, `X`, `Y`).
@@ -144,12 +201,9 @@ pub fn karyotype(calls: &[Call], labels: &[String]) -> Karyotype {
     }
     let count_of = |name: &str| labels.iter().position(|l| l == name).map_or(0, |i| copies[i]);
     let sex_chromosomes = "X".repeat(count_of("X")) + &"Y".repeat(count_of("Y"));
-    let mut parts = vec![
-        calls.len().to_string(),
-        if sex_chromosomes.is_empty() { "?".into() } else { sex_chromosomes.clone() },
-    ];
+    // (ISCN order, 0 numerical / 1 structural, text): numerical before structural per chromosome
+    let mut changes: Vec<(usize, u8, String)> = Vec::new();
     let mut numerical = Vec::new();
-    let mut structural = Vec::new();
     for (class, label) in labels.iter().enumerate() {
         if label == "X" || label == "Y" {
             continue;
@@ -159,32 +213,22 @@ pub fn karyotype(calls: &[Call], labels: &[String]) -> Karyotype {
             numerical.push((label.clone(), n));
         }
         let sign = if n > 2 { "+" } else { "-" };
-        parts.extend(std::iter::repeat_n(format!("{sign}{label}"), n.abs_diff(2)));
-        for call in calls.iter().filter(|c| c.class == class) {
-            if let Some(abbreviation) = flagged_structure(call) {
-                let flag = format!("{abbreviation}({label})");
-                parts.push(flag.clone());
-                structural.push(flag);
-            }
-        }
+        changes.extend(std::iter::repeat_n((iscn_order(label), 0, format!("{sign}{label}")), n.abs_diff(2)));
     }
-    for label in ["X", "Y"] {
-        for call in calls.iter().filter(|c| c.label == label) {
-            if let Some(abbreviation) = flagged_structure(call) {
-                let flag = format!("{abbreviation}({label})");
-                parts.insert(2, flag.clone());
-                structural.push(flag);
-            }
-        }
-    }
-    Karyotype { count: calls.len(), sex_chromosomes, iscn: parts.join(","), numerical, structural }
-}
-
-fn flagged_structure(call: &Call) -> Option<&'static str> {
-    if call.structure_confidence >= STRUCTURE_THRESHOLD {
-        iscn_abbreviation(&call.structure)
-    } else {
-        None
+    let structural = structural_flags(calls);
+    changes.extend(structural.iter().map(|(order, flag)| (*order, 1, flag.clone())));
+    changes.sort_by_key(|(order, kind, _)| (*order, *kind));
+    let mut parts = vec![
+        calls.len().to_string(),
+        if sex_chromosomes.is_empty() { "?".into() } else { sex_chromosomes.clone() },
+    ];
+    parts.extend(changes.into_iter().map(|(_, _, text)| text));
+    Karyotype {
+        count: calls.len(),
+        sex_chromosomes,
+        iscn: parts.join(","),
+        numerical,
+        structural: structural.into_iter().map(|(_, flag)| flag).collect(),
     }
 }
 
@@ -212,7 +256,7 @@ mod tests {
         let mut identity = vec![(1.0 - p - 0.05) / 22.0; 24];
         identity[class] = p;
         identity[runner_up] = 0.05;
-        Prediction { identity, structure: vec![0.9, 0.025, 0.025, 0.025, 0.025] }
+        Prediction { identity, structure: vec![0.9, 0.025, 0.025, 0.025, 0.025], arm: vec![0.5, 0.5], position: Some(0.5) }
     }
 
     fn cell(sex: &[usize], extra: &[usize]) -> Vec<Prediction> {
@@ -224,7 +268,7 @@ mod tests {
     }
 
     fn iscn(predictions: &[Prediction]) -> String {
-        let calls = assign(predictions, &labels(), &structure_labels(), &rules());
+        let calls = assign(predictions, &labels(), &structure_labels(), &rules(), 0.5);
         karyotype(&calls, &labels()).iscn
     }
 
@@ -268,10 +312,36 @@ mod tests {
         assert_eq!(iscn(&predictions), "46,XX");
     }
 
+    fn flag(p: &mut Prediction, structure: [f32; 5], arm: [f32; 2]) {
+        (p.structure, p.arm) = (structure.to_vec(), arm.to_vec());
+    }
+
     #[test]
-    fn structural_flag_is_written_iscn_style() {
+    fn structural_flag_is_written_iscn_style_with_its_arm() {
         let mut predictions = cell(&[22, 22], &[]);
-        predictions[8].structure = vec![0.1, 0.8, 0.05, 0.03, 0.02];
-        assert_eq!(iscn(&predictions), "46,XX,del(5)");
+        flag(&mut predictions[8], [0.1, 0.8, 0.05, 0.03, 0.02], [0.9, 0.1]);
+        assert_eq!(iscn(&predictions), "46,XX,del(5)(p)");
+        // below the threshold (1 − P(normal) = 0.45): no flag
+        flag(&mut predictions[8], [0.55, 0.4, 0.05, 0.0, 0.0], [0.9, 0.1]);
+        assert_eq!(iscn(&predictions), "46,XX");
+    }
+
+    #[test]
+    fn flags_follow_iscn_order_after_numerical_changes() {
+        let mut predictions = cell(&[22, 23], &[20]);
+        flag(&mut predictions[2 * 8], [0.2, 0.1, 0.1, 0.5, 0.1], [0.2, 0.8]);
+        flag(predictions.last_mut().unwrap(), [0.1, 0.1, 0.7, 0.05, 0.05], [0.3, 0.7]);
+        flag(&mut predictions[44], [0.1, 0.7, 0.1, 0.05, 0.05], [0.6, 0.4]);
+        assert_eq!(iscn(&predictions), "47,XY,del(X)(p),inv(9)(q),+21,dup(21)(q)");
+    }
+
+    #[test]
+    fn translocation_derivatives_pair_up() {
+        let mut predictions = cell(&[22, 22], &[]);
+        flag(&mut predictions[2 * 10], [0.1, 0.0, 0.0, 0.0, 0.9], [0.1, 0.9]);
+        flag(&mut predictions[2 * 3 + 1], [0.2, 0.0, 0.1, 0.0, 0.7], [0.2, 0.8]);
+        assert_eq!(iscn(&predictions), "46,XX,t(4;11)(q;q)");
+        flag(&mut predictions[2 * 10], [0.9, 0.0, 0.0, 0.0, 0.1], [0.1, 0.9]);
+        assert_eq!(iscn(&predictions), "46,XX,t(4;?)(q;?)");
     }
 }

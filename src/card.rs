@@ -12,6 +12,10 @@ use crate::preprocess::PreprocessParams;
 
 pub const IDENTITY_OUTPUT: &str = "identity";
 pub const STRUCTURE_OUTPUT: &str = "structure";
+pub const ARM_OUTPUT: &str = "arm";
+pub const POSITION_OUTPUT: &str = "position";
+/// Abnormal score (1 − P(normal)) above which a card with no `structure_threshold` flags.
+pub const DEFAULT_STRUCTURE_THRESHOLD: f32 = 0.5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TensorSpec {
@@ -47,6 +51,10 @@ pub struct ClassStats {
     pub aspect: f64,
     pub ink_profile: Vec<f64>,
     pub width_profile: Vec<f64>,
+    /// Centromere as a fraction of the length from p-ter (GRCh38 ideogram), for drawing
+    /// structural changes; absent from older cards.
+    #[serde(default)]
+    pub centromere: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +71,10 @@ pub struct Card {
     pub class_stats: Vec<ClassStats>,
     #[serde(default)]
     pub metrics: serde_json::Value,
+    /// An object is flagged structurally abnormal when 1 − P(normal) exceeds this (chosen in
+    /// training on the real normal val crops, see the card's `synthetic` block).
+    #[serde(default)]
+    pub structure_threshold: Option<f32>,
 }
 
 impl Card {
@@ -80,13 +92,22 @@ impl Card {
     pub fn structure_labels(&self) -> &[String] {
         &self.output(STRUCTURE_OUTPUT).map(|o| o.labels.as_slice()).unwrap_or(&[])
     }
+
+    pub fn structure_threshold(&self) -> f32 {
+        self.structure_threshold.unwrap_or(DEFAULT_STRUCTURE_THRESHOLD)
+    }
 }
 
 /// Per-object class probabilities, in card label order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Prediction {
     pub identity: Vec<f32>,
     pub structure: Vec<f32>,
+    /// P(p arm), P(q arm) of a structural change's first breakpoint; empty when the model has
+    /// no arm output. Meaningful only when the object is flagged.
+    pub arm: Vec<f32>,
+    /// That breakpoint as a fraction of the length from p-ter, when the model has the output.
+    pub position: Option<f32>,
 }
 
 pub fn card_path_for(onnx: &Path) -> PathBuf {

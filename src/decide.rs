@@ -126,6 +126,8 @@ mod tests {
                 argmax: 0,
                 structure: "normal".into(),
                 structure_confidence: 0.9,
+                arm: None,
+                position: None,
             })
             .collect()
     }

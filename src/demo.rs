@@ -33,7 +33,7 @@ pub fn chromosomes_of(karyotype: &str) -> Result<Vec<String>, String> {
     let sex = parts.next().ok_or_else(|| format!("karyotype {karyotype:?} has no sex chromosomes"))?;
     let mut labels: Vec<String> = (1..=22).flat_map(|c| [c.to_string(), c.to_string()]).collect();
     labels.extend(sex.chars().map(|c| c.to_string()));
-    for change in parts {
+    for change in parts.filter(|c| !c.contains('(')) {
         let (sign, label) = change.split_at(1);
         match sign {
             "+" => labels.push(label.to_string()),
@@ -48,6 +48,86 @@ pub fn chromosomes_of(karyotype: &str) -> Result<Vec<String>, String> {
         return Err(format!("karyotype {karyotype:?} lists {} chromosomes, not {count}", labels.len()));
     }
     Ok(labels)
+}
+
+/// A structural change the demo draws: ISCN abbreviation (`del`, `dup`, `inv`), chromosome, arm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub kind: String,
+    pub label: String,
+    pub arm: String,
+}
+
+/// The structural changes of a karyotype string, e.g. `46,XX,del(5)(q)` → one `del` of 5q.
+pub fn structural_changes_of(karyotype: &str) -> Result<Vec<Change>, String> {
+    karyotype
+        .split(',')
+        .filter(|part| part.contains('('))
+        .map(|part| {
+            let bad = || format!("structural change {part:?} is not like del(5)(q): del, dup or inv, one chromosome, p or q");
+            let (kind, rest) = part.split_once('(').ok_or_else(bad)?;
+            let (label, rest) = rest.split_once(")(").ok_or_else(bad)?;
+            let arm = rest.strip_suffix(')').ok_or_else(bad)?;
+            if !matches!(kind, "del" | "dup" | "inv") || !matches!(arm, "p" | "q") || label.contains(';') {
+                return Err(bad());
+            }
+            Ok(Change { kind: kind.into(), label: label.into(), arm: arm.into() })
+        })
+        .collect()
+}
+
+/// The class drawn with `change`: its profiles cut, repeated or reversed along the length
+/// (p-ter first) around the card's centromere position, as train/karyotrain/structural.py edits
+/// real crops: a terminal deletion of 40 % of the arm, a tandem duplication or an inversion of
+/// its middle part.
+fn with_change(class: &ClassStats, change: &Change) -> Result<ClassStats, String> {
+    let c = class
+        .centromere
+        .ok_or_else(|| format!("the model card gives no centromere for {} (needed to draw {})", class.label, change.kind))?;
+    // the arm as [from, to] in fractions of the length, from its centromere end to its tip
+    let (near, tip) = if change.arm == "p" { (c, 0.0) } else { (c, 1.0) };
+    let at = |f: f64| near + (tip - near) * f;
+    let ordered = |a: f64, b: f64| if a <= b { (a, b) } else { (b, a) };
+    // pieces of the original length, in drawing order; a piece with end < start is reversed
+    let pieces: Vec<(f64, f64)> = match change.kind.as_str() {
+        "del" if change.arm == "p" => vec![(at(0.6), 1.0)],
+        "del" => vec![(0.0, at(0.6))],
+        "dup" => {
+            let (a, b) = ordered(at(0.25), at(0.65));
+            vec![(0.0, b), (a, b), (b, 1.0)]
+        }
+        _ => {
+            let (a, b) = ordered(at(0.15), at(0.85));
+            vec![(0.0, a), (b, a), (b, 1.0)]
+        }
+    };
+    let total: f64 = pieces.iter().map(|(a, b)| (b - a).abs()).sum();
+    let resample = |profile: &[f64]| -> Vec<f64> {
+        let n = profile.len();
+        (0..n)
+            .map(|k| {
+                let mut t = (k as f64 + 0.5) / n as f64 * total;
+                let mut source = 1.0;
+                for &(a, b) in &pieces {
+                    let span = (b - a).abs();
+                    if t <= span {
+                        source = a + (b - a).signum() * t;
+                        break;
+                    }
+                    t -= span;
+                }
+                let position = (source * n as f64 - 0.5).clamp(0.0, (n - 1) as f64);
+                let (i, w) = (position.floor() as usize, position.fract());
+                profile[i] * (1.0 - w) + profile[(i + 1).min(n - 1)] * w
+            })
+            .collect()
+    };
+    Ok(ClassStats {
+        rel_length: class.rel_length * total,
+        ink_profile: resample(&class.ink_profile),
+        width_profile: resample(&class.width_profile),
+        ..class.clone()
+    })
 }
 
 /// Renders one metaphase: every chromosome straight, at a random angle, none touching.
@@ -72,12 +152,19 @@ pub fn render_cell_touching(
     // Centre, clearance radius, angle, length and half-width at its far end of each placed one.
     let mut placed: Vec<((f64, f64), f64, f64, f64, f64)> = Vec::new();
     let labels = chromosomes_of(karyotype)?;
+    let mut changes = structural_changes_of(karyotype)?;
     let free_from = labels.len().saturating_sub(touching);
     for (index, label) in labels.iter().enumerate() {
         let class = stats
             .iter()
             .find(|s| &s.label == label)
             .ok_or_else(|| format!("the model card has no class statistics for {label}"))?;
+        // each change goes to the first chromosome of its label
+        let changed = match changes.iter().position(|c| &c.label == label) {
+            Some(at) => Some(with_change(class, &changes.remove(at))?),
+            None => None,
+        };
+        let class = changed.as_ref().unwrap_or(class);
         let length = class.rel_length * MEDIAN_LENGTH * rng.gen_range(0.95..1.05);
         let radius = length / 2.0 + 8.0;
         let widest = class.width_profile.iter().copied().fold(0.0, f64::max) * length;
@@ -180,5 +267,38 @@ mod tests {
         assert_eq!(chromosomes_of("45,X").unwrap().iter().filter(|l| *l == "X").count(), 1);
         assert!(chromosomes_of("46,XY,+21").is_err(), "count must match");
         assert!(chromosomes_of("47,XY,*21").is_err());
+        assert_eq!(chromosomes_of("46,XX,del(5)(q)").unwrap().len(), 46);
+    }
+
+    fn class(centromere: f64) -> ClassStats {
+        ClassStats {
+            label: "5".into(),
+            rel_length: 1.0,
+            aspect: 0.3,
+            ink_profile: (0..32).map(|k| k as f64 / 31.0).collect(),
+            width_profile: vec![0.1; 32],
+            centromere: Some(centromere),
+        }
+    }
+
+    #[test]
+    fn structural_changes_edit_the_drawn_profile() {
+        let change = |s: &str| structural_changes_of(&format!("46,XX,{s}")).unwrap().remove(0);
+        assert_eq!(change("del(5)(q)"), Change { kind: "del".into(), label: "5".into(), arm: "q".into() });
+        assert!(structural_changes_of("46,XX,t(4;11)(q;q)").is_err());
+        assert!(structural_changes_of("46,XX,del(5)(r)").is_err());
+        // a q deletion keeps p-ter and shortens by 40 % of the q arm; the ink ramp stays rising
+        let del_q = with_change(&class(0.3), &change("del(5)(q)")).unwrap();
+        assert!((del_q.rel_length - (1.0 - 0.4 * 0.7)).abs() < 1e-9);
+        assert!(del_q.ink_profile[0] < 0.05 && del_q.ink_profile.windows(2).all(|w| w[1] >= w[0]));
+        // a p deletion drops the top: the profile starts part-way up the ramp
+        let del_p = with_change(&class(0.3), &change("del(5)(p)")).unwrap();
+        assert!((del_p.rel_length - (1.0 - 0.4 * 0.3)).abs() < 1e-9 && del_p.ink_profile[0] > 0.1);
+        // an inversion keeps the length and breaks the ramp's order; a duplication lengthens
+        let inv = with_change(&class(0.3), &change("inv(5)(q)")).unwrap();
+        assert!((inv.rel_length - 1.0).abs() < 1e-9 && inv.ink_profile.windows(2).any(|w| w[1] < w[0]));
+        let dup = with_change(&class(0.3), &change("dup(5)(q)")).unwrap();
+        assert!((dup.rel_length - (1.0 + 0.4 * 0.7)).abs() < 1e-9);
+        assert!(with_change(&ClassStats { centromere: None, ..class(0.3) }, &change("del(5)(q)")).is_err());
     }
 }

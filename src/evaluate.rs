@@ -19,6 +19,14 @@ struct Row {
     cell_id: String,
     #[serde(default)]
     split: String,
+    /// Sets with structural labels (SYNTHETIC, from train/karyotrain/structural.py write_set):
+    /// `normal` or the structure head's class, its subtype and the first breakpoint's arm.
+    #[serde(default)]
+    structure: String,
+    #[serde(default)]
+    structure_subtype: String,
+    #[serde(default)]
+    arm: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -53,6 +61,35 @@ pub struct Report {
     #[serde(flatten)]
     pub cell: Figures,
     pub crop: Figures,
+    /// Only for sets with a `structure` column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureFigures>,
+}
+
+/// The structure head on a set with structural labels: abnormal vs normal by 1 − P(normal).
+#[derive(Debug, Clone, Serialize)]
+pub struct StructureFigures {
+    pub note: &'static str,
+    pub n_normal: usize,
+    pub n_abnormal: usize,
+    pub auroc: f64,
+    /// The card's threshold on 1 − P(normal).
+    pub threshold: f32,
+    pub normal_flagged_rate: f64,
+    pub recall_any: f64,
+    /// Recall at the threshold per structure class and per subtype.
+    pub recall_per_type: BTreeMap<String, f64>,
+    /// Abnormal crops whose arm output names the labelled arm.
+    pub arm_accuracy: f64,
+}
+
+/// One crop's structural truth and what the device said.
+struct StructureOutcome {
+    truth: String,
+    subtype: String,
+    arm: String,
+    score: f32,
+    arm_said: Option<&'static str>,
 }
 
 pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report> {
@@ -72,10 +109,11 @@ pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report
     }
     let (mut truth, mut by_crop, mut by_cell) = (Vec::new(), Vec::new(), Vec::new());
     let mut rejected = 0;
+    let mut structure = Vec::new();
     let params = &model.card.preprocessing;
     for rows in cells.values() {
         let mut prepared = Vec::new();
-        let mut kept = Vec::new();
+        let mut kept: Vec<&Row> = Vec::new();
         for row in rows {
             if row.label_idx >= classes {
                 bail!("{}: label_idx {} of {} is not a model class", labels_path.display(), row.label_idx, row.path);
@@ -87,7 +125,7 @@ pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report
             match preprocess_crop(&image, None, params) {
                 Ok(p) => {
                     prepared.push(p);
-                    kept.push(row.label_idx);
+                    kept.push(row);
                 }
                 Err(_) => {
                     rejected += 1;
@@ -101,9 +139,18 @@ pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report
         let pixels: Vec<f32> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
         let predictions = model.classify(&pixels, &sizes)?;
         let card = &model.card;
-        let calls = assign(&predictions, card.identity_labels(), card.structure_labels(), &card.cell_assignment);
-        for ((label, prediction), call) in kept.into_iter().zip(&predictions).zip(calls) {
-            truth.push(label);
+        let calls = assign(&predictions, card.identity_labels(), card.structure_labels(), &card.cell_assignment, card.structure_threshold());
+        for ((row, prediction), call) in kept.into_iter().zip(&predictions).zip(calls) {
+            if !row.structure.is_empty() {
+                structure.push(StructureOutcome {
+                    truth: row.structure.clone(),
+                    subtype: row.structure_subtype.clone(),
+                    arm: row.arm.clone(),
+                    score: 1.0 - prediction.structure.first().copied().unwrap_or(1.0),
+                    arm_said: (prediction.arm.len() == 2).then(|| if prediction.arm[0] >= prediction.arm[1] { "p" } else { "q" }),
+                });
+            }
+            truth.push(row.label_idx);
             by_crop.push(Some(argmax(&prediction.identity)));
             by_cell.push(Some(call.class));
         }
@@ -119,7 +166,60 @@ pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report
         level: "cell",
         cell: figures(&truth, &by_cell, names),
         crop: figures(&truth, &by_crop, names),
+        structure: (!structure.is_empty()).then(|| structure_figures(&structure, model.card.structure_threshold())),
     })
+}
+
+fn structure_figures(outcomes: &[StructureOutcome], threshold: f32) -> StructureFigures {
+    let (abnormal, normal): (Vec<&StructureOutcome>, Vec<&StructureOutcome>) =
+        outcomes.iter().partition(|o| o.truth != "normal");
+    let flagged_share = |set: &[&StructureOutcome]| {
+        set.iter().filter(|o| o.score > threshold).count() as f64 / set.len().max(1) as f64
+    };
+    let mut recall_per_type = BTreeMap::new();
+    for key in abnormal.iter().flat_map(|o| [o.truth.as_str(), o.subtype.as_str()]).filter(|k| !k.is_empty()) {
+        if !recall_per_type.contains_key(key) {
+            let of_type: Vec<&StructureOutcome> =
+                abnormal.iter().copied().filter(|o| o.truth == key || o.subtype == key).collect();
+            recall_per_type.insert(key.to_string(), flagged_share(&of_type));
+        }
+    }
+    let arm_hits = abnormal.iter().filter(|o| o.arm_said == Some(o.arm.as_str())).count();
+    StructureFigures {
+        note: "SYNTHETIC structural abnormalities unless the set says otherwise",
+        n_normal: normal.len(),
+        n_abnormal: abnormal.len(),
+        auroc: auroc(
+            &normal.iter().map(|o| o.score).collect::<Vec<_>>(),
+            &abnormal.iter().map(|o| o.score).collect::<Vec<_>>(),
+        ),
+        threshold,
+        normal_flagged_rate: flagged_share(&normal),
+        recall_any: flagged_share(&abnormal),
+        recall_per_type,
+        arm_accuracy: arm_hits as f64 / abnormal.len().max(1) as f64,
+    }
+}
+
+/// P(a random positive scores above a random negative), ties counting half (Mann–Whitney).
+pub fn auroc(negatives: &[f32], positives: &[f32]) -> f64 {
+    if negatives.is_empty() || positives.is_empty() {
+        return f64::NAN;
+    }
+    let mut all: Vec<(f32, bool)> =
+        negatives.iter().map(|&s| (s, false)).chain(positives.iter().map(|&s| (s, true))).collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // average ranks (1-based) over runs of equal scores
+    let mut positive_rank_sum = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let j = (i..all.len()).find(|&j| all[j].0 != all[i].0).unwrap_or(all.len());
+        let rank = (i + 1 + j) as f64 / 2.0;
+        positive_rank_sum += rank * all[i..j].iter().filter(|(_, p)| *p).count() as f64;
+        i = j;
+    }
+    let (n_pos, n_neg) = (positives.len() as f64, negatives.len() as f64);
+    (positive_rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
 }
 
 /// Accuracy and macro figures over the classes present in the truth; `None` is a miss.
@@ -162,6 +262,15 @@ pub fn figures(truth: &[usize], predicted: &[Option<usize>], names: &[String]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auroc_counts_pairs_and_halves_ties() {
+        assert_eq!(auroc(&[0.1, 0.2], &[0.3, 0.4]), 1.0);
+        assert_eq!(auroc(&[0.3, 0.4], &[0.1, 0.2]), 0.0);
+        assert_eq!(auroc(&[0.5], &[0.5]), 0.5);
+        assert!((auroc(&[0.1, 0.5], &[0.5, 0.9]) - 0.875).abs() < 1e-12);
+        assert!(auroc(&[], &[0.5]).is_nan());
+    }
 
     #[test]
     fn figures_count_misses_and_macro_over_present_classes() {

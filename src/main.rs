@@ -409,6 +409,16 @@ fn eval(model: &Model, dir: &std::path::Path, split: Option<&str>, json: bool) -
                 f.accuracy, f.macro_precision, f.macro_recall, f.macro_f1
             );
         }
+        if let Some(s) = &report.structure {
+            println!(
+                "structure ({}): AUROC {:.4} over {} abnormal / {} normal crops; at threshold {:.4}: \
+                 {:.4} of normal flagged, recall {:.4}, arm accuracy {:.4}",
+                s.note, s.auroc, s.n_abnormal, s.n_normal, s.threshold, s.normal_flagged_rate, s.recall_any, s.arm_accuracy
+            );
+            for (kind, recall) in &s.recall_per_type {
+                println!("  recall {kind:<22} {recall:.4}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, ensure, Context, Result};
 use tract_onnx::prelude::*;
 
-use crate::card::{sha256_hex, Card, Prediction, IDENTITY_OUTPUT, STRUCTURE_OUTPUT};
+use crate::card::{sha256_hex, Card, Prediction, ARM_OUTPUT, IDENTITY_OUTPUT, POSITION_OUTPUT, STRUCTURE_OUTPUT};
 
 mod plan;
 
@@ -24,8 +24,7 @@ pub struct Model {
     /// Where it came from, for error messages and the record.
     pub origin: String,
     plan: Arc<TypedRunnableModel>,
-    identity_index: usize,
-    structure_index: usize,
+    outputs: OutputIndex,
     execution: Plan,
     threads: usize,
     /// The plan is built for batch 1 (17 % faster per crop in tract than a symbolic batch).
@@ -33,6 +32,16 @@ pub struct Model {
 }
 
 pub type TypedRunnableModel = tract_onnx::prelude::RunnableModel<TypedFact, Box<dyn TypedOp>>;
+
+/// Where each head's output sits among the plan's outputs.
+#[derive(Debug, Clone, Copy)]
+struct OutputIndex {
+    identity: usize,
+    structure: usize,
+    /// Models made before the arm/position heads have neither.
+    arm: Option<usize>,
+    position: Option<usize>,
+}
 
 impl Model {
     /// The compiled-in bundle, whose signature (models/karyoscreen.sig) must verify under the
@@ -72,14 +81,13 @@ impl Model {
         card.preprocessing.check_supported().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         let side = card.preprocessing.input_size;
         let execution = Plan::default();
-        let (plan, identity_index, structure_index) = build_plan(onnx, &card, side, origin, execution, true)?;
+        let (plan, outputs) = build_plan(onnx, &card, side, origin, execution, true)?;
         Ok(Model {
             card,
             sha256,
             origin: origin.to_string(),
             plan,
-            identity_index,
-            structure_index,
+            outputs,
             execution,
             threads: default_threads(),
             batch_one: true,
@@ -96,10 +104,8 @@ impl Model {
     pub fn replan_with_batch(&mut self, onnx: &[u8], plan: Plan, batch_one: bool) -> Result<()> {
         let sha256 = sha256_hex(onnx);
         ensure!(sha256 == self.sha256, "{}: replan needs the same ONNX file", self.origin);
-        let (runnable, identity, structure) =
-            build_plan(onnx, &self.card, self.input_size(), &self.origin, plan, batch_one)?;
-        (self.plan, self.identity_index, self.structure_index, self.execution, self.batch_one) =
-            (runnable, identity, structure, plan, batch_one);
+        let (runnable, outputs) = build_plan(onnx, &self.card, self.input_size(), &self.origin, plan, batch_one)?;
+        (self.plan, self.outputs, self.execution, self.batch_one) = (runnable, outputs, plan, batch_one);
         Ok(())
     }
 
@@ -162,11 +168,20 @@ impl Model {
             let image = Tensor::from_shape(&[1, 1, side, side], image)?;
             let size = Tensor::from_shape(&[1, 2], size)?;
             let outputs = state.run(tvec!(image.into(), size.into()))?;
-            let identity = softmax_rows(&outputs[self.identity_index], identity_labels)?;
-            let structure = softmax_rows(&outputs[self.structure_index], structure_labels)?;
-            predictions.extend(
-                identity.into_iter().zip(structure).map(|(identity, structure)| Prediction { identity, structure }),
-            );
+            // one crop per run: each output holds one row
+            let row = |index: usize, classes: usize| -> Result<Vec<f32>> {
+                Ok(softmax_rows(&outputs[index], classes)?.into_iter().next().unwrap_or_default())
+            };
+            let position = match self.outputs.position {
+                Some(i) => outputs[i].try_as_plain_ram()?.as_slice::<f32>()?.first().copied(),
+                None => None,
+            };
+            predictions.push(Prediction {
+                identity: row(self.outputs.identity, identity_labels)?,
+                structure: row(self.outputs.structure, structure_labels)?,
+                arm: self.outputs.arm.map(|i| row(i, 2)).transpose()?.unwrap_or_default(),
+                position,
+            });
         }
         Ok(predictions)
     }
@@ -186,8 +201,8 @@ impl Model {
             let read = |i: usize| -> Result<Vec<f32>> {
                 Ok(outputs[i].try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
             };
-            identity.extend(read(self.identity_index)?);
-            structure.extend(read(self.structure_index)?);
+            identity.extend(read(self.outputs.identity)?);
+            structure.extend(read(self.outputs.structure)?);
         }
         Ok((identity, structure))
     }
@@ -204,7 +219,7 @@ impl Model {
 
 /// Parses, checks against the card and optimises the model for `plan`, with the batch
 /// dimension N fixed to 1 if `batch_one` (tract then plans every shape statically); returns the runnable
-/// plan and the positions of the identity and structure outputs.
+/// plan and the positions of its outputs.
 fn build_plan(
     onnx: &[u8],
     card: &Card,
@@ -212,7 +227,7 @@ fn build_plan(
     origin: &str,
     plan: Plan,
     batch_one: bool,
-) -> Result<(Arc<TypedRunnableModel>, usize, usize)> {
+) -> Result<(Arc<TypedRunnableModel>, OutputIndex)> {
     let model = inference_model(onnx, plan).with_context(|| format!("{origin}: not a loadable ONNX model"))?;
     check_io_against_card(&model, card, side).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     let mut typed = model.into_typed().with_context(|| format!("{origin}: tract cannot type it"))?;
@@ -237,7 +252,14 @@ fn build_plan(
             bail!("{origin}: output {:?} has {classes} classes but the card lists {labels} labels", output_names[index]);
         }
     }
-    Ok((typed.into_runnable()?, identity_index, structure_index))
+    let optional = |name: &str| output_names.iter().position(|n| n == name);
+    let outputs = OutputIndex {
+        identity: identity_index,
+        structure: structure_index,
+        arm: optional(ARM_OUTPUT),
+        position: optional(POSITION_OUTPUT),
+    };
+    Ok((typed.into_runnable()?, outputs))
 }
 
 /// The ONNX graph's inputs and outputs must be the ones the card promises.

@@ -125,7 +125,7 @@ impl Pipeline {
 
         let clock = Instant::now();
         let card = &self.model.card;
-        let calls = assign(&predictions, card.identity_labels(), card.structure_labels(), &card.cell_assignment);
+        let calls = assign(&predictions, card.identity_labels(), card.structure_labels(), &card.cell_assignment, card.structure_threshold());
         let detail = karyotype(&calls, card.identity_labels());
         let Decision { verdict, reasons } = decide(&detail, &calls, unresolved, &self.thresholds);
         timings.analyse_ms = ms(clock);

@@ -12,7 +12,7 @@ use image::{imageops, GrayImage, Rgb, RgbImage};
 use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut};
 use imageproc::rect::Rect;
 
-use crate::analyse::{Call, STRUCTURE_THRESHOLD};
+use crate::analyse::{iscn_abbreviation, Call};
 use crate::decide::{Thresholds, Verdict};
 use crate::pipeline::CellResult;
 
@@ -59,23 +59,8 @@ pub fn write_report(
     Ok(paths)
 }
 
-/// A structural call strong enough to be written into the karyotype.
-pub fn is_flagged(call: &Call) -> bool {
-    call.structure != "normal" && call.structure_confidence >= STRUCTURE_THRESHOLD
-}
-
-fn structure_abbreviation(structure: &str) -> &str {
-    match structure {
-        "deletion" => "del",
-        "duplication" => "dup",
-        "inversion" => "inv",
-        "translocation" => "t",
-        other => other,
-    }
-}
-
 fn colour_of(call: &Call, limits: &Thresholds) -> Rgb<u8> {
-    if is_flagged(call) {
+    if call.is_flagged() {
         RED
     } else if call.confidence < limits.min_confidence {
         AMBER
@@ -90,8 +75,8 @@ fn object_label(call: &Call, limits: &Thresholds) -> String {
     if call.confidence < limits.min_confidence {
         text.push('?');
     }
-    if is_flagged(call) {
-        text = format!("{}({})", structure_abbreviation(&call.structure), text);
+    if call.is_flagged() {
+        text = format!("{}({}){}", iscn_abbreviation(&call.structure), text, call.arm.as_deref().map(|a| format!("({a})")).unwrap_or_default());
     }
     text
 }
@@ -179,8 +164,8 @@ pub fn karyogram(frame: &GrayImage, result: &CellResult, limits: &Thresholds) ->
                 crop = imageops::rotate90(&crop);
             }
             let rgb = image::DynamicImage::ImageLuma8(crop).to_rgb8();
-            let mark = if is_flagged(&o.call) {
-                structure_abbreviation(&o.call.structure).to_string()
+            let mark = if o.call.is_flagged() {
+                iscn_abbreviation(&o.call.structure).to_string()
             } else if o.call.confidence < limits.min_confidence {
                 format!("{:.2}", o.call.confidence)
             } else {

@@ -11,7 +11,11 @@ G-band, black for Q-band, at the level of the crops' own border medians), with m
 Writes `<cell_id>.png` per cell and `truth.json`:
     {cell_id: {"count": n, "karyotype": "46,XY", "objects": [{"label": "1", "bbox": [x, y, w, h]}]}}
 The karyotype string is built as src/analyse.rs builds it: count, X/Y count, then every autosome
-with a copy number other than two as +N / -N (repeated), in ISCN order.
+with a copy number other than two as +N / -N (repeated), then structural changes with their arm
+(`del(5)(q)`, `t(4;11)(q;q)`), in ISCN order.
+
+`--structural F`: in a fraction F of the frames one crop (two for a reciprocal translocation) is
+replaced by a SYNTHETIC structural event made from it (karyotrain.structural), and the truth says so.
 
 The frames are derived from the data set and must not be redistributed: they are written under
 the gitignored train/runs/ (or anywhere outside the repository), never elsewhere in it.
@@ -38,17 +42,29 @@ NOISE_SIGMA = 2.0  # gray levels
 FOREGROUND = 10    # ink above the crop's own background that counts as chromosome
 
 
-def karyotype_of(labels):
-    """ISCN-style string for a list of chromosome labels ('1'..'22', 'X', 'Y'), as analyse.rs."""
+ABBREVIATION = dict(deletion="del", duplication="dup", inversion="inv", translocation="t")
+
+
+def iscn_order(label):
+    return {"X": 0, "Y": 1}.get(label, 2 + int(label) if label.isdigit() else 99)
+
+
+def karyotype_of(labels, flags=()):
+    """ISCN-style string for a list of chromosome labels ('1'..'22', 'X', 'Y') and structural
+    flags [(structure, [(label, arm), ...])] (two pairs for a translocation), as analyse.rs."""
     copies = {l: 0 for l in LABELS}
     for l in labels:
         copies[l] += 1
     sex = "X" * copies["X"] + "Y" * copies["Y"]
-    parts = [str(len(labels)), sex or "?"]
+    changes = []
     for l in LABELS[:22]:
         n = copies[l]
-        parts += [("+" if n > 2 else "-") + l] * abs(n - 2)
-    return ",".join(parts)
+        changes += [(iscn_order(l), 0, ("+" if n > 2 else "-") + l)] * abs(n - 2)
+    for structure, where in flags:
+        where = sorted(where, key=lambda w: iscn_order(w[0]))
+        text = f"{ABBREVIATION[structure]}({';'.join(l for l, _ in where)})({';'.join(a for _, a in where)})"
+        changes.append((iscn_order(where[0][0]), 1, text))
+    return ",".join([str(len(labels)), sex or "?"] + [t for *_, t in sorted(changes)])
 
 
 def check_out_dir(out):
@@ -140,6 +156,21 @@ def compose_cell(crops, dark_on_light, rng):
     return frame, background, objects
 
 
+def structural_events(set_dir, split, seed):
+    """{cell_id: (structure, {crop path: (edited u8 image, arm)})}: one SYNTHETIC event
+    (karyotrain.structural) per cell of `split` (two crops for a translocation)."""
+    from . import structural as St
+    from .data import load_set
+    from .model import STRUCTURE_LABELS
+    d = load_set(set_dir)
+    s = St.synthesize(d, set_dir, split, 1, 0, seed + 100, keep_raw=True, cache=False)
+    out = {}
+    for k in np.nonzero(s["structure"] > 0)[0]:
+        entry = out.setdefault(str(s["cell"][k]), (STRUCTURE_LABELS[s["structure"][k]], {}))
+        entry[1][str(d["path"][s["src"][k]])] = (s["raw"][k], St.ARMS[s["arm"][k]])
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="a set: DIR with labels.csv and images/")
@@ -147,6 +178,8 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="only the first N cells")
+    ap.add_argument("--structural", type=float, default=0.0,
+                    help="fraction of frames with one SYNTHETIC structural event")
     args = ap.parse_args(argv)
     check_out_dir(args.out)
     with open(os.path.join(args.data, "labels.csv")) as f:
@@ -163,14 +196,25 @@ def main(argv=None):
     dark_on_light = sum(votes) * 2 >= len(votes)
     truth = {}
     ids = sorted(cells)[: args.limit] if args.limit else sorted(cells)
+    events = structural_events(args.data, args.split, args.seed) if args.structural else {}
     for n, cell in enumerate(ids):
         rng = np.random.default_rng([args.seed, n])
         crops = [(r["class_name"], load_gray(os.path.join(args.data, r["path"]))) for r in cells[cell]]
+        flags = []
+        if rng.random() < args.structural and events.get(cell):
+            structure, replaced = events[cell]
+            where = []
+            for path, (image, arm) in replaced.items():
+                k = next(i for i, r in enumerate(cells[cell]) if r["path"] == path)
+                crops[k] = (crops[k][0], image)
+                where.append((crops[k][0], arm))
+            flags = [(structure, where)]
         frame, background, objects = compose_cell(crops, dark_on_light, rng)
         Image.fromarray(frame).save(os.path.join(args.out, f"{cell}.png"))
         labels = [o["label"] for o in objects]
-        truth[cell] = dict(count=len(labels), karyotype=karyotype_of(labels),
-                           size=list(frame.shape[::-1]), background=background, objects=objects)
+        truth[cell] = dict(count=len(labels), karyotype=karyotype_of(labels, flags),
+                           size=list(frame.shape[::-1]), background=background, objects=objects,
+                           **(dict(synthetic_structural=True) if flags else {}))
     with open(os.path.join(args.out, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1)
     print(json.dumps(dict(out=args.out, frames=len(truth), polarity="dark_on_light" if dark_on_light

@@ -18,6 +18,7 @@ from . import metrics as Mx
 from . import preprocess as P
 from .data import LABELS
 from .model import ARM_LABELS, OUTPUTS, POSITION_LABELS, STRUCTURE_LABELS, n_params
+from .structural import CEN
 
 OPSET = 17
 N_CALIB = 300
@@ -31,19 +32,21 @@ def export_onnx(model, path):
                       dynamic_axes={k: {0: "N"} for k in ["image", "size"] + OUTPUTS})
 
 
-class _Reader(CalibrationDataReader):
-    def __init__(self, img, size, bs=16):
-        self.batches = [dict(image=img[i:i + bs], size=size[i:i + bs]) for i in range(0, len(img), bs)]
-        self.it = iter(self.batches)
+class Batches(CalibrationDataReader):
+    """Calibration batches from named input arrays of equal length."""
+
+    def __init__(self, inputs, bs=16):
+        n = len(next(iter(inputs.values())))
+        self.it = iter([{k: v[i:i + bs] for k, v in inputs.items()} for i in range(0, n, bs)])
 
     def get_next(self):
         return next(self.it, None)
 
 
-def quantize(float_path, q_path, calib_img, calib_size):
+def quantize(float_path, q_path, calibration):
     pre = float_path.replace(".onnx", ".pre.onnx")
     quant_pre_process(float_path, pre)
-    quantize_static(pre, q_path, _Reader(calib_img, calib_size), quant_format=QuantFormat.QDQ,
+    quantize_static(pre, q_path, calibration, quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     op_types_to_quantize=["Conv", "Relu"])
     # quant_pre_process leaves opset imports of unused domains (com.microsoft, ...): drop them
@@ -125,6 +128,7 @@ def class_stats(g):
         ri = np.clip(np.floor(rows).astype(int), 0, S - 1)
         halfw = (mean[ri] > 0.25).sum(1) / 2.0 / lout
         out.append(dict(label=lab, rel_length=round(rel_len, 5), aspect=round(aspect, 5),
+                        centromere=round(CEN[lab], 4),
                         ink_profile=[round(float(v), 5) for v in np.clip(ink, 0, 1)],
                         width_profile=[round(float(v), 5) for v in halfw]))
     return out
@@ -155,7 +159,7 @@ def export_all(model, sets, args, hist, run_dir, train_seconds=0.0, structure=No
     ci = [rng.choice(i, min(k, len(i)), replace=False) for (_, i), k in zip(tr, per)]
     cimg = np.concatenate([d["image"][i] for (d, _), i in zip(tr, ci)])
     csize = np.concatenate([d["size"][i] for (d, _), i in zip(tr, ci)])
-    quantize(fpath, qpath, cimg, csize)
+    quantize(fpath, qpath, Batches(dict(image=cimg, size=csize)))
     q = onnx.load(qpath)
     domains = sorted({n.domain for n in q.graph.node if n.domain})
     assert not domains, f"non-standard ops in quantized model: {domains}"

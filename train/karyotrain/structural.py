@@ -390,6 +390,21 @@ def synthesize(d, set_dir, split, events_per_cell, controls_per_cell=0, seed=0, 
     return s
 
 
+def pools(sets, set_dirs, train_events, train_controls, eval_events, eval_controls=0, seed=0,
+          repeats=lambda d: 1):
+    """Per set: {"train", "val", "test"} synthetic pools (train ones `repeats(d)` times larger,
+    so small sets weigh as they do in the normal crops). Every crop in them is SYNTHETIC."""
+    out = []
+    for d, sd in zip(sets, set_dirs):
+        ev = {s: synthesize(d, sd, s, eval_events, eval_controls, seed + 1) for s in ("val", "test")}
+        ev["train"] = synthesize(d, sd, "train", train_events * repeats(d), train_controls * repeats(d), seed)
+        print(f"{d['name']}: SYNTHETIC train {len(ev['train']['label'])} "
+              f"(abnormal {(ev['train']['structure'] > 0).sum()}), val {len(ev['val']['label'])}, "
+              f"test {len(ev['test']['label'])}", flush=True)
+        out.append(ev)
+    return out
+
+
 # ---------------------------------------------------------------- synthetic set writer
 def write_set(set_dir, out_dir, split="test", events_per_cell=4, seed=0, workers=2):
     """A labelled set laid out like shared/data/<set>/ from `split` crops: one synthetic cell per

@@ -140,12 +140,8 @@ def main(argv=None):
     synth = []
     if args.synth_events:
         from . import structural as St
-        for d, sd in zip(sets, args.data):
-            ev = {s: St.synthesize(d, sd, s, args.synth_eval_events, 0, args.synth_seed + 1)
-                  for s in ("val", "test")}
-            ev["train"] = St.synthesize(d, sd, "train", args.synth_events * repeats(d),
-                                        args.synth_controls * repeats(d), args.synth_seed)
-            synth.append(ev)
+        synth = St.pools(sets, args.data, args.synth_events, args.synth_controls,
+                         args.synth_eval_events, seed=args.synth_seed, repeats=repeats)
         tr = [e["train"] for e in synth]
         xtr = np.concatenate([xtr] + [e["image"] for e in tr])
         str_ = np.concatenate([str_] + [e["size"] for e in tr])
@@ -153,10 +149,6 @@ def main(argv=None):
         ystr = np.concatenate([ystr] + [e["structure"] for e in tr])
         yarm = np.concatenate([yarm] + [e["arm"] for e in tr])
         ypos = np.concatenate([ypos] + [e["position"] for e in tr])
-        for d, e in zip(sets, synth):
-            print(f"{d['name']}: SYNTHETIC train {len(e['train']['label'])} "
-                  f"(abnormal {(e['train']['structure'] > 0).sum()}), val {len(e['val']['label'])}, "
-                  f"test {len(e['test']['label'])}")
     print(f"train {len(ytr)}  val {len(yva)}  ({time.time() - t0:.0f}s loading)")
 
     model = KaryoNet(args.arch)

@@ -111,3 +111,15 @@ def test_structure_metrics():
     s = np.linspace(0, 1, 1000)
     t = Mx.threshold_for_fpr(s, 0.005)
     assert (s > t).mean() <= 0.005 and (s > t).mean() > 0.003
+
+
+def test_composed_frame_truth_writes_structural_flags_as_the_device_does():
+    from karyotrain.compose import karyotype_of
+    normal = [str(c) for c in range(1, 23) for _ in range(2)]
+    assert karyotype_of(normal + ["X", "Y"]) == "46,XY"
+    assert karyotype_of(normal + ["X", "X"], [("deletion", [("5", "p")])]) == "46,XX,del(5)(p)"
+    assert karyotype_of(normal + ["X", "X"], [("translocation", [("11", "q"), ("4", "q")])]) == \
+        "46,XX,t(4;11)(q;q)"
+    # as src/analyse.rs flags_follow_iscn_order_after_numerical_changes
+    flags = [("inversion", [("9", "q")]), ("duplication", [("21", "q")]), ("deletion", [("X", "p")])]
+    assert karyotype_of(normal + ["21", "X", "Y"], flags) == "47,XY,del(X)(p),inv(9)(q),+21,dup(21)(q)"

@@ -34,3 +34,22 @@ def test_short_training_run_writes_a_consistent_int8_model_and_card(tmp_path):
     assert identity.shape == (3, 24) and structure.shape == (3, 5)
     assert arm.shape == (3, 2) and position.shape == (3, 1) and ((0 <= position) & (position <= 1)).all()
     assert any(n.op_type == "DequantizeLinear" for n in __import__("onnx").load(str(onnx_path)).graph.node)
+
+    # the structure branch, trained on a few cells' SYNTHETIC events and grafted on that model
+    from karyotrain import train_structure
+    before = session.run(["identity"], {"image": np.random.default_rng(0).random((3, 1, 64, 64), np.float32),
+                                        "size": np.zeros((3, 2), np.float32)})[0]
+    base = tmp_path / "base.onnx"
+    base.write_bytes(onnx_path.read_bytes())
+    train_structure.main(["--base", str(base), "--data", gband, "--limit-cells", "2", "--epochs", "1",
+                          "--synth-events", "4", "--synth-eval-events", "4", "--out", str(tmp_path),
+                          "--name", "smoke-test"])
+    card = json.loads((tmp_path / "smoke-test.card.json").read_text())
+    assert card["onnx_sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    assert 0.0 <= card["structure_threshold"] <= 1.0 and "StructureNet" in card["structure_head"]
+    assert card["synthetic"]["int8"]["test"]["all"]["n_abnormal"] > 0
+    grafted = ort.InferenceSession(str(onnx_path))
+    assert [o.name for o in grafted.get_outputs()] == ["identity", "structure", "arm", "position"]
+    after = grafted.run(["identity"], {"image": np.random.default_rng(0).random((3, 1, 64, 64), np.float32),
+                                       "size": np.zeros((3, 2), np.float32)})[0]
+    assert np.array_equal(before, after), "grafting the branch changed the identity output"
