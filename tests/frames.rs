@@ -149,3 +149,21 @@ fn touching_chromosomes_are_split_or_never_pass_as_normal() {
     assert!(result.count <= 46 && result.count >= 46 - touching, "{}", result.karyotype);
     assert_ne!(result.verdict, Verdict::Normal, "{}: {:?}", result.karyotype, result.reasons);
 }
+
+#[test]
+fn a_structural_change_is_flagged_with_its_arm_and_makes_the_cell_abnormal() {
+    // Drawn from the card's class profiles with 40 % of 4q cut off, or the middle of 6q
+    // repeated (demo::with_change); the structure branch learned such edits on real crops only.
+    let p = pipeline();
+    for (karyotype, seed) in [("46,XX,del(4)(q)", 100), ("46,XX,dup(6)(q)", 101)] {
+        let frame = render_cell(karyotype, &p.model.card.class_stats, seed).unwrap();
+        let result = p.analyse(&frame).unwrap();
+        assert_reads(&result, karyotype, "drawn structural change");
+        assert_eq!(result.verdict, Verdict::Abnormal);
+        let flag = &karyotype[6..];
+        assert!(result.reasons.iter().any(|r| r.contains(flag)), "{:?}", result.reasons);
+        let flagged: Vec<_> = result.objects.iter().filter(|o| o.call.is_flagged()).collect();
+        assert_eq!(flagged.len(), 1, "only the changed chromosome is flagged");
+        assert_eq!(flagged[0].call.arm.as_deref(), Some("q"));
+    }
+}

@@ -211,7 +211,7 @@ def main(argv=None):
     fpath, qpath = (os.path.join(run_dir, f) for f in ("branch.float.onnx", "branch.int8.onnx"))
     export_branch(branch, fpath)
     rng = np.random.default_rng(args.seed)
-    ci = rng.choice(len(tr["image"]), E.N_CALIB, replace=False)
+    ci = rng.choice(len(tr["image"]), min(E.N_CALIB, len(tr["image"])), replace=False)
     E.quantize(fpath, qpath, E.Batches(dict(image=tr["image"][ci].numpy(), size=tr["size"][ci].numpy(),
                                             identity=tr["ident"][ci].numpy())))
     out_path = os.path.join(args.out, f"{args.name}.onnx")
