@@ -39,7 +39,7 @@ pub struct CellSummary {
     /// Autosomes with a copy number other than two.
     #[serde(skip)]
     pub numerical: Vec<(String, usize)>,
-    /// e.g. `del(5)`.
+    /// e.g. `del(5)(q)`.
     #[serde(skip)]
     pub structural: Vec<String>,
 }
@@ -58,7 +58,7 @@ impl CellSummary {
         }
     }
 
-    /// From an ISCN string as `analyse` writes it (`47,XY,+21`, `45,XX,-13,del(5)`).
+    /// From an ISCN string as `analyse` writes it (`47,XY,+21`, `45,XX,-13,del(5)(q)`).
     pub fn from_iscn(origin: &str, iscn: &str, verdict: Verdict) -> CellSummary {
         let mut parts = iscn.split(',');
         let count = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -100,7 +100,7 @@ pub struct CellEntry {
     pub cell: CellSummary,
     /// `analysed`, `counted`, `indeterminate` or `not scored`.
     pub role: &'static str,
-    /// Changes relative to the case's sex, e.g. `+21`, `-X`, `del(5)`.
+    /// Changes relative to the case's sex, e.g. `+21`, `-X`, `del(5)(q)`.
     pub changes: Vec<String>,
 }
 
@@ -458,8 +458,11 @@ mod tests {
 
     #[test]
     fn structural_change_in_two_cells_is_clonal() {
-        let r = tally(&cells(&[("46,XX,del(5)", 2), ("46,XX", 18)]), 20, 5);
+        let r = tally(&cells(&[("46,XX,del(5)(q)", 2), ("46,XX", 18)]), 20, 5);
         assert_eq!(r.verdict, Verdict::Abnormal);
-        assert_eq!(r.karyotype, "46,XX,del(5)[2]/46,XX[18]");
+        assert_eq!(r.karyotype, "46,XX,del(5)(q)[2]/46,XX[18]");
+        // the same chromosome on another arm is another change: one cell each is not a clone
+        let r = tally(&cells(&[("46,XX,del(5)(q)", 1), ("46,XX,del(5)(p)", 1), ("46,XX", 18)]), 20, 5);
+        assert!(!r.karyotype.contains("del(5)(q)[") && !r.karyotype.contains("del(5)(p)["), "{}", r.karyotype);
     }
 }

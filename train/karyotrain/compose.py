@@ -201,7 +201,8 @@ def main(argv=None):
         rng = np.random.default_rng([args.seed, n])
         crops = [(r["class_name"], load_gray(os.path.join(args.data, r["path"]))) for r in cells[cell]]
         flags = []
-        if rng.random() < args.structural and events.get(cell):
+        # (no draw without --structural: the plain frames stay the ones earlier runs measured)
+        if args.structural and rng.random() < args.structural and events.get(cell):
             structure, replaced = events[cell]
             where = []
             for path, (image, arm) in replaced.items():

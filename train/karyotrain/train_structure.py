@@ -104,9 +104,10 @@ def main(argv=None):
     ap.add_argument("--synth-seed", type=int, default=0)
     ap.add_argument("--normal-frac", type=float, default=0.35,
                     help="fraction of the real normal train crops drawn each epoch")
-    ap.add_argument("--fpr", type=float, default=0.001,
-                    help="threshold: at most this fraction of the real normal val crops flagged (a cell "
-                         "has 46: 0.1 %% per crop flags about one normal cell in 20)")
+    ap.add_argument("--fpr", type=float, default=0.0,
+                    help="threshold: at most this fraction of the real normal val crops flagged; 0 puts "
+                         "it above every one of them (a cell has 46 crops: even 0.1 %% per crop would "
+                         "flag one normal cell in ten)")
     ap.add_argument("--limit-cells", type=int, default=0)
     ap.add_argument("--init", help="start from this branch state dict (with --epochs 0: export only)")
     ap.add_argument("--no-export", action="store_true")
@@ -239,7 +240,8 @@ def main(argv=None):
                         "and position are meaningful only for abnormal crops"),
         structure_threshold=round(thr, 6),
         synthetic=dict(note="SYNTHETIC structural abnormalities made from real normal crops of the split "
-                            f"named; the threshold flags at most {args.fpr:.3%} of the real normal val crops",
+                            "named; the threshold flags " + (f"at most {args.fpr:.3%} of" if args.fpr else "none of")
+                            + " the real normal val crops",
                        int8=dict(val=qval, test=qtest), torch_float=dict(val=sval, test=stest)),
         structure_training=dict(command=args.command, init=args.init and os.path.basename(args.init),
                                 params=n_params(branch), epochs=args.epochs,
