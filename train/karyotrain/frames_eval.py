@@ -6,7 +6,9 @@
 Prints JSON: frames, count_exact and karyotype_exact (fractions), the analyse time (mean and
 median of the sum of the binary's `timings`, and per stage), segmentation diagnostics from the
 truth boxes (chromosomes split in two, merged, missed; debris counted as objects), per-object
-classification errors on frames whose segmentation was one-to-one, and every mismatch.
+classification errors on frames whose segmentation was one-to-one, the highest structure score
+(1 - P(normal)) any object reached (`max_abnormal_score`: on val frames of normal cells, the
+floor for the card's `structure_threshold`), and every mismatch.
 """
 import argparse
 import json
@@ -70,7 +72,7 @@ def main(argv=None):
     with open(os.path.join(args.frames, "truth.json")) as f:
         truth = json.load(f)
     frames = sorted(n for n in os.listdir(args.frames) if n.lower().endswith(FRAME_EXT))
-    results, mismatches, failures = [], [], []
+    results, mismatches, failures, top_scores = [], [], [], []
     stage = {k: [] for k in ("segment_ms", "preprocess_ms", "infer_ms", "analyse_ms", "total_ms")}
     seg = Counter()
     confusions = Counter()
@@ -87,6 +89,9 @@ def main(argv=None):
             continue
         r = json.loads(run.stdout)
         t = truth[cell]
+        # 1 - P(normal) of the frame's most abnormal-looking object
+        top_scores.append(max([o["structure_confidence"] if o["structure"] != "normal"
+                               else 1.0 - o["structure_confidence"] for o in r["objects"]], default=0.0))
         total = sum(r["timings"].values())
         for k, v in r["timings"].items():
             stage[k].append(v)
@@ -120,6 +125,9 @@ def main(argv=None):
         count_exact=round(sum(c for c, _ in results) / n, 4) if n else None,
         karyotype_exact=round(sum(k for _, k in results) / n, 4) if n else None,
         analyse_time_ms={k: summary(v) for k, v in stage.items()},
+        # on frames of normal cells: the highest structure score any object reached; a card
+        # threshold above it flags no object of these frames
+        max_abnormal_score=round(max(top_scores), 6) if top_scores else None,
         segmentation=dict(seg, examples={k: v[:8] for k, v in examples.items() if v}),
         classification_errors_on_one_to_one_frames=dict(confusions.most_common(20)),
         mismatches=mismatches)

@@ -108,6 +108,9 @@ def main(argv=None):
                     help="threshold: at most this fraction of the real normal val crops flagged; 0 puts "
                          "it above every one of them (a cell has 46 crops: even 0.1 %% per crop would "
                          "flag one normal cell in ten)")
+    ap.add_argument("--threshold", type=float,
+                    help="use this structure threshold instead of the --fpr one, e.g. the "
+                         "max_abnormal_score that karyotrain.frames_eval reports on composed val frames")
     ap.add_argument("--limit-cells", type=int, default=0)
     ap.add_argument("--init", help="start from this branch state dict (with --epochs 0: export only)")
     ap.add_argument("--no-export", action="store_true")
@@ -193,7 +196,7 @@ def main(argv=None):
             torch.save(best[1], os.path.join(run_dir, "branch.pt"))
     branch.load_state_dict(best[1])
     branch.eval()
-    thr, sval = synth_eval(pred_fn, sets, synth, "val", fpr=args.fpr)
+    thr, sval = synth_eval(pred_fn, sets, synth, "val", fpr=args.fpr, threshold=args.threshold)
     _, stest = synth_eval(pred_fn, sets, synth, "test", threshold=thr)
     report = lambda tag, sr: [print(f"SYNTHETIC {tag} {n}: AUROC {r['auroc']:.4f} "
                                     f"(vs straightened normals {r.get('auroc_vs_straightened_normals', float('nan')):.4f}) "
@@ -240,8 +243,9 @@ def main(argv=None):
                         "and position are meaningful only for abnormal crops"),
         structure_threshold=round(thr, 6),
         synthetic=dict(note="SYNTHETIC structural abnormalities made from real normal crops of the split "
-                            "named; the threshold flags " + (f"at most {args.fpr:.3%} of" if args.fpr else "none of")
-                            + " the real normal val crops",
+                            "named; " + (f"threshold {args.threshold} given (--threshold)" if args.threshold else
+                                         "the threshold flags " + (f"at most {args.fpr:.3%} of" if args.fpr else
+                                                                   "none of") + " the real normal val crops"),
                        int8=dict(val=qval, test=qtest), torch_float=dict(val=sval, test=stest)),
         structure_training=dict(command=args.command, init=args.init and os.path.basename(args.init),
                                 params=n_params(branch), epochs=args.epochs,
