@@ -106,8 +106,8 @@ def main(argv=None):
                     help="fraction of the real normal train crops drawn each epoch")
     ap.add_argument("--fpr", type=float, default=0.0,
                     help="threshold: at most this fraction of the real normal val crops flagged; 0 puts "
-                         "it above every one of them (a cell has 46 crops: even 0.1 %% per crop would "
-                         "flag one normal cell in ten)")
+                         "it above every one of them (a cell has 46 crops: 0.1 %% per crop "
+                         "already flags one normal cell in twenty)")
     ap.add_argument("--threshold", type=float,
                     help="use this structure threshold instead of the --fpr one, e.g. the "
                          "max_abnormal_score that karyotrain.frames_eval reports on composed val frames")
