@@ -20,7 +20,7 @@
 #   FRAME=N                   demo frame index (karyoscreen mode; default 2: 47,XY,+21 abnormal)
 #   FRAME_PNG=file.png EXPECT=verdict   feed this image instead and expect this verdict
 #   STANDIN_BUG=wrong-led|stay-on|no-ready   make the stand-in misbehave (checks must fail)
-#   VERDICT_TIMEOUT=s (default 180), VM_TIMEOUT=s (default 600), VM_SMP (2), VM_MEM (1024)
+#   VERDICT_TIMEOUT=s (default 360), VM_TIMEOUT=s (default 1200), VM_SMP (2), VM_MEM (1024)
 #   VM_REFRESH=1              re-resolve the kernel version from apt (default: cached)
 #   VM_CONFIG=file.toml       board profile given to the SUT (default tests/vm/<arch>.toml)
 #   VM_FILES="src:/dst ..."   extra host files for the VM (e.g. a model the config names)
@@ -47,8 +47,8 @@ TOP=${VM_CACHE:-$ROOT/target/vm}
 CACHE=$TOP/$ARCH
 mkdir -p "$CACHE"
 CONFIG=${VM_CONFIG:-$HERE/$ARCH.toml}
-VERDICT_TIMEOUT=${VERDICT_TIMEOUT:-180}
-VM_TIMEOUT=${VM_TIMEOUT:-600}
+VERDICT_TIMEOUT=${VERDICT_TIMEOUT:-360}
+VM_TIMEOUT=${VM_TIMEOUT:-1200}
 
 T0=$(date +%s.%N); TS=$T0; TIMINGS=""
 stage() {  # stage NAME: close the previous stage's timer
