@@ -125,7 +125,7 @@ pub fn assign(
             } else {
                 (structure_labels.first().cloned().unwrap_or_else(|| "normal".into()), normal)
             };
-            let arm = (flagged && p.arm.len() == 2).then(|| if p.arm[0] >= p.arm[1] { "p" } else { "q" }.to_string());
+            let arm = p.likelier_arm().filter(|_| flagged).map(String::from);
             Call {
                 class,
                 label: labels[class].clone(),

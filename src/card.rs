@@ -110,6 +110,13 @@ pub struct Prediction {
     pub position: Option<f32>,
 }
 
+impl Prediction {
+    /// The likelier arm (`p` or `q`), when the model has the arm output.
+    pub fn likelier_arm(&self) -> Option<&'static str> {
+        (self.arm.len() == 2).then(|| if self.arm[0] >= self.arm[1] { "p" } else { "q" })
+    }
+}
+
 pub fn card_path_for(onnx: &Path) -> PathBuf {
     let stem = onnx.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     onnx.with_file_name(format!("{stem}.card.json"))

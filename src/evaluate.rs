@@ -147,7 +147,7 @@ pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report
                     subtype: row.structure_subtype.clone(),
                     arm: row.arm.clone(),
                     score: 1.0 - prediction.structure.first().copied().unwrap_or(1.0),
-                    arm_said: (prediction.arm.len() == 2).then(|| if prediction.arm[0] >= prediction.arm[1] { "p" } else { "q" }),
+                    arm_said: prediction.likelier_arm(),
                 });
             }
             truth.push(row.label_idx);
