@@ -3,6 +3,7 @@
 //! with nothing but itself.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -30,6 +31,18 @@ pub struct Model {
     /// The plan is built for batch 1 (17 % faster per crop in tract than a symbolic batch).
     batch_one: bool,
 }
+
+/// [`Model::classify_until`]'s error when its stop flag was raised before the cell was done.
+#[derive(Debug)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped before every crop was classified")
+    }
+}
+
+impl std::error::Error for Stopped {}
 
 pub type TypedRunnableModel = tract_onnx::prelude::RunnableModel<TypedFact, Box<dyn TypedOp>>;
 
@@ -137,19 +150,25 @@ impl Model {
     /// split in contiguous parts over [`Model::threads`] threads, one tract state each over the
     /// shared plan, and the predictions come back in crop order, the same for any thread count.
     pub fn classify(&self, images: &[f32], sizes: &[[f32; 2]]) -> Result<Vec<Prediction>> {
+        self.classify_until(images, sizes, &AtomicBool::new(false))
+    }
+
+    /// [`Model::classify`] that gives up with [`Stopped`] once `stop` is raised, checked before
+    /// every crop: a board told to stop (SIGTERM) exits within one crop's inference, not one cell's.
+    pub fn classify_until(&self, images: &[f32], sizes: &[[f32; 2]], stop: &AtomicBool) -> Result<Vec<Prediction>> {
         let side = self.input_size() * self.input_size();
         ensure!(images.len() == sizes.len() * side, "{} crops need {} pixels", sizes.len(), sizes.len() * side);
         let threads = self.threads.clamp(1, sizes.len().max(1));
         if threads == 1 {
-            return self.classify_part(images, sizes);
+            return self.classify_part(images, sizes, stop);
         }
         let per = sizes.len().div_ceil(threads);
         let mut parts = images.chunks(per * side).zip(sizes.chunks(per));
         let (first_images, first_sizes) = parts.next().expect("at least one crop");
         std::thread::scope(|scope| {
             let others: Vec<_> =
-                parts.map(|(images, sizes)| scope.spawn(move || self.classify_part(images, sizes))).collect();
-            let mut predictions = self.classify_part(first_images, first_sizes)?;
+                parts.map(|(images, sizes)| scope.spawn(move || self.classify_part(images, sizes, stop))).collect();
+            let mut predictions = self.classify_part(first_images, first_sizes, stop)?;
             for other in others {
                 predictions.extend(other.join().map_err(|_| anyhow::anyhow!("an inference thread panicked"))??);
             }
@@ -158,13 +177,16 @@ impl Model {
     }
 
     /// One thread's share of [`Model::classify`]: its own state, one crop at a time.
-    fn classify_part(&self, images: &[f32], sizes: &[[f32; 2]]) -> Result<Vec<Prediction>> {
+    fn classify_part(&self, images: &[f32], sizes: &[[f32; 2]], stop: &AtomicBool) -> Result<Vec<Prediction>> {
         let side = self.input_size();
         let (identity_labels, structure_labels) =
             (self.card.identity_labels().len(), self.card.structure_labels().len());
         let mut state = self.plan.spawn()?;
         let mut predictions = Vec::with_capacity(sizes.len());
         for (image, size) in images.chunks(side * side).zip(sizes) {
+            if stop.load(Ordering::Relaxed) {
+                return Err(Stopped.into());
+            }
             let image = Tensor::from_shape(&[1, 1, side, side], image)?;
             let size = Tensor::from_shape(&[1, 2], size)?;
             let outputs = state.run(tvec!(image.into(), size.into()))?;
@@ -376,6 +398,18 @@ mod tests {
         let (b, _) = dequantized.logits(&images, &sizes).unwrap();
         let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(worst < 2.0, "max logit difference {worst}");
+    }
+
+    #[test]
+    fn a_raised_stop_flag_stops_classification_on_every_thread() {
+        let mut model = Model::embedded().unwrap();
+        let (images, sizes) = crops(&model, 6);
+        for threads in [1, 2] {
+            model.set_threads(threads);
+            let error = model.classify_until(&images, &sizes, &AtomicBool::new(true)).unwrap_err();
+            assert!(error.is::<Stopped>(), "{threads} threads: {error:#}");
+            assert_eq!(model.classify_until(&images, &sizes, &AtomicBool::new(false)).unwrap().len(), 6);
+        }
     }
 
     #[test]

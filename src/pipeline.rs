@@ -1,5 +1,6 @@
 //! One frame through every stage: segment → preprocess → infer → analyse → decide.
 
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -116,11 +117,17 @@ impl Pipeline {
     }
 
     pub fn analyse(&self, frame: &GrayImage) -> Result<CellResult> {
+        self.analyse_until(frame, &AtomicBool::new(false))
+    }
+
+    /// [`Pipeline::analyse`] that gives up with [`crate::model::Stopped`] once `stop` is raised
+    /// (checked between crops).
+    pub fn analyse_until(&self, frame: &GrayImage, stop: &AtomicBool) -> Result<CellResult> {
         let mut timings = Timings::default();
         let FrameInputs { segmentation, boxes, unresolved, pixels, sizes } = self.prepare(frame, &mut timings);
 
         let clock = Instant::now();
-        let predictions = self.model.classify(&pixels, &sizes)?;
+        let predictions = self.model.classify_until(&pixels, &sizes, stop)?;
         timings.infer_ms = ms(clock);
 
         let clock = Instant::now();

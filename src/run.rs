@@ -3,7 +3,8 @@
 //! A frame must pass the quality gate (focus, exposure) to be analysed; a verdict is shown
 //! only once the same result has held over `hold` consecutive analysed frames of the field;
 //! a source that fails is reopened with backoff while the fault LED blinks; a stop request
-//! (SIGTERM) turns every LED off before returning.
+//! (SIGTERM) ends the loop between two crops, at most one crop's inference later, and turns every
+//! LED off before returning.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use image::GrayImage;
 use crate::capture::FrameSource;
 use crate::decide::Verdict;
 use crate::indicate::{Led, Panel};
+use crate::model::Stopped;
 use crate::pipeline::Pipeline;
 use crate::record::Recorder;
 
@@ -145,7 +147,14 @@ where
         }
 
         led(panel, Led::Busy, true)?;
-        let result = pipeline.analyse(&frame.image)?;
+        let result = match pipeline.analyse_until(&frame.image, stop) {
+            Ok(result) => result,
+            Err(error) if error.is::<Stopped>() => {
+                log::info!("{}: stopped before its analysis was done; not recorded", frame.origin);
+                break;
+            }
+            Err(error) => return Err(error),
+        };
         if let Some(recorder) = recorder.as_deref_mut() {
             let seq = recorder.cell(&frame.origin, &frame.image, &pipeline.model, &pipeline.thresholds, &result)?;
             events.recorded(seq, &frame.origin);

@@ -114,3 +114,32 @@ fn verdicts_hold_before_showing_and_faults_recover() {
         assert_eq!(history(led).last(), Some(&false), "{} must end off", led.name());
     }
 }
+
+/// Hands out one frame and raises the stop flag with it, as a SIGTERM arriving mid-frame does.
+struct StopsDuringTheFrame<'a> {
+    frame: Option<image::GrayImage>,
+    stop: &'a AtomicBool,
+}
+
+impl FrameSource for StopsDuringTheFrame<'_> {
+    fn next_frame(&mut self) -> anyhow::Result<Option<Frame>> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.frame.take().map(|image| Frame { image, origin: "script".into() }))
+    }
+}
+
+#[test]
+fn a_stop_during_a_frame_ends_the_loop_before_the_cell_is_analysed() {
+    let pipeline = Pipeline::new(Model::embedded().unwrap());
+    let frame = render_cell(DEMO_CELLS[0].0, &pipeline.model.card.class_stats, 0).unwrap();
+    let stop = AtomicBool::new(false);
+    let mut source = StopsDuringTheFrame { frame: Some(frame), stop: &stop };
+    let levels: Vec<Rc<RefCell<Vec<bool>>>> = (0..6).map(|_| Rc::default()).collect();
+    let mut panel = Panel::new(std::array::from_fn(|i| MockPin(levels[i].clone())), false).unwrap();
+    let summary =
+        run(&mut source, &pipeline, &mut panel, None, &RunOptions::default(), &stop, &mut Seen::default()).unwrap();
+    assert_eq!((summary.frames, summary.analysed, summary.shown), (1, 0, 0));
+    for (led, history) in Led::ALL.iter().zip(&levels) {
+        assert_eq!(history.borrow().last(), Some(&false), "{} must end off", led.name());
+    }
+}
