@@ -4,11 +4,14 @@ it into that model's int8 ONNX, leaving the identity path byte for byte as it wa
 python -m karyotrain.train_structure --base ../models/karyoscreen.onnx \
     --data ../../shared/data/pki3_gband --data ../../shared/data/bioimlab_qband --out ../models
 
-The identity network is not touched: its logits (from the base file, onnxruntime) are an input of
-the branch, which learns normal vs deleted / duplicated / inverted / translocated band sequences
-(`StructureNet`). The grafted file's identity output is checked equal to the base file's.
+The identity network is not touched: its first conv block's output (the `Stem`, cut out of the
+base int8 graph, so the branch trains on exactly the feature map the device computes) and its
+logits are the inputs of the branch, which learns normal vs deleted / duplicated / inverted /
+translocated band sequences (`StructureNet`). The grafted file's identity output is checked equal
+to the base file's.
 """
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -17,6 +20,7 @@ import time
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -31,29 +35,68 @@ from .train import RUNS, augment, synth_eval
 BRANCH_OUTPUTS = ["structure", "arm", "position"]
 
 
-def identity_logits(base_path, img, size):
-    return E.run_onnx(base_path, img, size)[0]
+BRANCH_INPUTS = ["stem", "size", "identity"]
+
+
+class Stem:
+    """The base model's first conv block, cut out of its int8 graph: image -> the dequantized
+    feature map that its second conv reads (`tensor`), which the branch reads too."""
+
+    def __init__(self, base_path, run_dir, threads=2):
+        m = onnx.load(base_path)
+        consumers = lambda t: [n for n in m.graph.node if t in n.input]
+        first_conv = next(n for n in m.graph.node if n.op_type == "Conv")
+        (quantize,) = consumers(first_conv.output[0])
+        (dequantize,) = consumers(quantize.output[0])
+        assert (quantize.op_type, dequantize.op_type) == ("QuantizeLinear", "DequantizeLinear"), \
+            f"{base_path}: the first conv's output is not quantized as expected"
+        self.tensor = dequantize.output[0]
+        path = os.path.join(run_dir, "stem.onnx")
+        onnx.utils.extract_model(base_path, path, ["image"], [self.tensor])
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+    def __call__(self, img, bs=512):
+        img = np.ascontiguousarray(img, np.float32)
+        return np.concatenate([self.session.run(None, dict(image=img[i:i + bs]))[0]
+                               for i in range(0, len(img), bs)])
+
+
+class IdentityLogits:
+    """The base model's identity logits, remembered per input array: the val and test crops are
+    scored every epoch and the identity network never changes."""
+
+    def __init__(self, base_path):
+        self.base_path, self.seen = base_path, {}
+
+    def __call__(self, img, size):
+        key = hashlib.blake2b(np.ascontiguousarray(img).tobytes() + np.ascontiguousarray(size).tobytes(),
+                              digest_size=16).digest()
+        if key not in self.seen:
+            self.seen[key] = E.run_onnx(self.base_path, img, size)[0]
+        return self.seen[key]
 
 
 @torch.no_grad()
-def predict(branch, img, size, ident, bs=512):
+def predict(branch, stem, img, size, ident, bs=512):
     branch.eval()
-    outs = [branch(*(torch.from_numpy(a[i:i + bs]) for a in (img, size, ident)))
+    outs = [branch(torch.from_numpy(stem(img[i:i + bs])), *(torch.from_numpy(a[i:i + bs]) for a in (size, ident)))
             for i in range(0, len(img), bs)]
     return [np.concatenate([o[k].numpy() for o in outs]) for k in range(3)]
 
 
-def export_branch(branch, path):
+def export_branch(branch, stem_shape, path):
     branch.eval()
-    args = (torch.zeros(2, 1, P.S, P.S), torch.zeros(2, 2), torch.zeros(2, 24))
+    args = (torch.zeros(2, *stem_shape), torch.zeros(2, 2), torch.zeros(2, 24))
     torch.onnx.export(branch, args, path, dynamo=False, opset_version=E.OPSET,
-                      input_names=["image", "size", "identity"], output_names=BRANCH_OUTPUTS,
-                      dynamic_axes={k: {0: "N"} for k in ["image", "size", "identity"] + BRANCH_OUTPUTS})
+                      input_names=BRANCH_INPUTS, output_names=BRANCH_OUTPUTS,
+                      dynamic_axes={k: {0: "N"} for k in BRANCH_INPUTS + BRANCH_OUTPUTS})
 
 
-def graft(base_path, branch_path, out_path):
+def graft(base_path, branch_path, stem_tensor, out_path):
     """Base graph minus its own structure/arm/position heads, plus the branch (names prefixed),
-    fed by the base's `image`, `size` and `identity`."""
+    fed by the base's `stem_tensor`, `size` and `identity`."""
     base, branch = onnx.load(base_path), onnx.load(branch_path)
     g = base.graph
     # keep only what `identity` needs from the base
@@ -68,7 +111,8 @@ def graft(base_path, branch_path, out_path):
     del g.initializer[:]
     g.initializer.extend(used_init)
     branch = onnx.compose.add_prefix(branch, "structure_branch/")
-    rename = {f"structure_branch/{k}": k for k in ["image", "size", "identity"] + BRANCH_OUTPUTS}
+    rename = {f"structure_branch/{k}": k for k in ["size", "identity"] + BRANCH_OUTPUTS}
+    rename["structure_branch/stem"] = stem_tensor
     for n in branch.graph.node:
         n.input[:] = [rename.get(i, i) for i in n.input]
         n.output[:] = [rename.get(o, o) for o in n.output]
@@ -128,7 +172,8 @@ def main(argv=None):
     repeats = lambda d: args.repeat_small if (d["split"] == "train").sum() < 5000 else 1
     synth = St.pools(sets, args.data, args.synth_events, args.synth_controls, args.synth_eval_events,
                      args.synth_eval_controls, seed=args.synth_seed, repeats=repeats)
-    ident = lambda img, size: identity_logits(args.base, img, size)
+    ident = IdentityLogits(args.base)
+    stem = Stem(args.base, run_dir, args.threads)
     parts = dict(image=[], size=[], ident=[], structure=[], arm=[], position=[])
     for d, ev in zip(sets, synth):
         m = d["split"] == "train"
@@ -148,7 +193,8 @@ def main(argv=None):
           f"{len(synth_idx)} SYNTHETIC ({(tr['structure'] > 0).sum().item()} abnormal) "
           f"({time.time() - t0:.0f}s loading)", flush=True)
 
-    branch = StructureNet()
+    stem_shape = stem(tr["image"][:1].numpy()).shape[1:]
+    branch = StructureNet(stem_ch=stem_shape[0], length=stem_shape[1], width=stem_shape[2])
     if args.init:
         branch.load_state_dict(torch.load(args.init, map_location="cpu"))
     print(f"StructureNet: {n_params(branch)} parameters", flush=True)
@@ -160,7 +206,7 @@ def main(argv=None):
 
     def pred_fn(img, size):
         li = ident(img, size)
-        return (li, *predict(branch, img, size, li))
+        return (li, *predict(branch, stem, img, size, li))
 
     hist, best = [], (-1.0, {k: v.clone() for k, v in branch.state_dict().items()}, 0)
     for ep in range(args.epochs):
@@ -175,7 +221,7 @@ def main(argv=None):
             b = perm[i:i + args.batch]
             x, s = augment(tr["image"][b], tr["size"][b], g)
             ys, ya, yp = tr["structure"][b], tr["arm"][b], tr["position"][b]
-            ls, la, lp = branch(x, s, tr["ident"][b])
+            ls, la, lp = branch(torch.from_numpy(stem(x.numpy())), s, tr["ident"][b])
             loss = F.cross_entropy(ls, ys, label_smoothing=0.02)
             ab = ys > 0
             if ab.any():
@@ -213,14 +259,14 @@ def main(argv=None):
 
     # export, quantize like the base (QDQ Conv/Relu), graft, check identity unchanged
     fpath, qpath = (os.path.join(run_dir, f) for f in ("branch.float.onnx", "branch.int8.onnx"))
-    export_branch(branch, fpath)
+    export_branch(branch, stem_shape, fpath)
     rng = np.random.default_rng(args.seed)
     ci = rng.choice(len(tr["image"]), min(E.N_CALIB, len(tr["image"])), replace=False)
-    E.quantize(fpath, qpath, E.Batches(dict(image=tr["image"][ci].numpy(), size=tr["size"][ci].numpy(),
+    E.quantize(fpath, qpath, E.Batches(dict(stem=stem(tr["image"][ci].numpy()), size=tr["size"][ci].numpy(),
                                             identity=tr["ident"][ci].numpy())))
     out_path = os.path.join(args.out, f"{args.name}.onnx")
     grafted = os.path.join(run_dir, "grafted.onnx")
-    graft(args.base, qpath, grafted)
+    graft(args.base, qpath, stem.tensor, grafted)
     for d in sets:
         m = d["split"] == "test"
         a = E.run_onnx(args.base, d["image"][m], d["size"][m])[0]
@@ -237,8 +283,8 @@ def main(argv=None):
     os.replace(grafted, out_path)
     card.update(
         onnx_sha256=E.sha256(out_path),
-        structure_head=("StructureNet branch (long-axis band sequence, conditioned on the identity "
-                        "logits) trained on SYNTHETIC structural abnormalities (karyotrain.structural) "
+        structure_head=("StructureNet branch (long-axis band sequence pooled from the identity network's "
+                        "first conv block, conditioned on the identity logits) trained on SYNTHETIC structural abnormalities (karyotrain.structural) "
                         "and real normal crops; abnormal when 1 - P(normal) > structure_threshold; arm "
                         "and position are meaningful only for abnormal crops"),
         structure_threshold=round(thr, 6),
