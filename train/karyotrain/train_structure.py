@@ -5,8 +5,7 @@ python -m karyotrain.train_structure --base ../models/karyoscreen.onnx \
     --data ../../shared/data/pki3_gband --data ../../shared/data/bioimlab_qband --out ../models
 
 The identity network is not touched: its first conv block's output (the `Stem`, cut out of the
-base int8 graph, so the branch trains on exactly the feature map the device computes) and its
-logits are the inputs of the branch, which learns normal vs deleted / duplicated / inverted /
+base file) and its logits are the inputs of the branch, which learns normal vs deleted / duplicated / inverted /
 translocated band sequences (`StructureNet`). The grafted file's identity output is checked equal
 to the base file's.
 """
@@ -33,10 +32,8 @@ from .model import StructureNet, n_params
 from .ort_compare import float_twin
 from .train import RUNS, augment, synth_eval
 
-BRANCH_OUTPUTS = ["structure", "arm", "position"]
-
-
 BRANCH_INPUTS = ["stem", "size", "identity"]
+BRANCH_OUTPUTS = ["structure", "arm", "position"]
 
 
 class Stem:
