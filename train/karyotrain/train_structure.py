@@ -5,9 +5,9 @@ python -m karyotrain.train_structure --base ../models/karyoscreen.onnx \
     --data ../../shared/data/pki3_gband --data ../../shared/data/bioimlab_qband --out ../models
 
 The identity network is not touched: its first conv block's output (the `Stem`, cut out of the
-base file) and its logits are the inputs of the branch, which learns normal vs deleted / duplicated / inverted /
-translocated band sequences (`StructureNet`). The grafted file's identity output is checked equal
-to the base file's.
+base file) and its logits are the inputs of the branch, which learns normal vs deleted /
+duplicated / inverted / translocated band sequences (`StructureNet`). The grafted file's identity
+output is checked equal to the base file's.
 """
 import argparse
 import hashlib
