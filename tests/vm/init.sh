@@ -89,13 +89,13 @@ i=0; while [ $i -lt 25 ] && ! led_ok; do sleep 0.2; i=$((i + 1)); done
 echo "vm: LEDs while running: $(states)"
 check "leds-show-$EXPECT" led_ok
 
-# SIGTERM: exits 0, every LED driven low before release. The frame being analysed is
-# finished first: ~0.1 s on a board, minutes under QEMU's instruction emulation (TCG) on a slow
-# host, hence as long as a verdict may take.
+# SIGTERM: exits 0, every LED driven low before release. The run loop stops between two crops:
+# one crop's inference, a few seconds under QEMU's instruction emulation (TCG; 3 s measured on
+# x86_64), where finishing the whole frame took minutes; 60 s allowed.
 kill -TERM $SUT 2>/dev/null
-i=0; while [ $i -lt $lim ] && kill -0 $SUT 2>/dev/null; do sleep 0.2; i=$((i + 1)); done
+i=0; while [ $i -lt 300 ] && kill -0 $SUT 2>/dev/null; do sleep 0.2; i=$((i + 1)); done
 echo "vm: sut stopped $((i / 5)) s after SIGTERM"
-if kill -0 $SUT 2>/dev/null; then fail sigterm-exit "still running ${VERDICT_TIMEOUT} s after SIGTERM"; kill -KILL $SUT; wait $SUT
+if kill -0 $SUT 2>/dev/null; then fail sigterm-exit "still running 60 s after SIGTERM"; kill -KILL $SUT; wait $SUT
 else wait $SUT; rc=$?; check sigterm-exit-0 test "$rc" = 0; fi
 sed 's/^/sut: /' /tmp/sut.out; tail -20 /tmp/sut.err | sed 's/^/sut: stderr: /' 
 echo "vm: LEDs after exit: $(states)"
