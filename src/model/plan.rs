@@ -12,13 +12,15 @@ use tract_onnx::prelude::*;
 /// ((q - zero_point) × scale, as DequantizeLinear computes them) and each activation
 /// QuantizeLinear→DequantizeLinear pair becomes the Clip to its representable range (the
 /// quantizer drops a Relu whose clipping the uint8 range already does), so only the rounding of
-/// activations to the int8 grid is left out.
+/// activations to the int8 grid is left out. It also splits a convolution over one input
+/// channel into 16-channel groups, for which tract picks a faster kernel (`split`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Plan {
     /// The graph as the file has it.
     AsIs,
-    /// Weights dequantized at load, activation quantize/dequantize pairs bypassed.
+    /// Weights dequantized at load, activation quantize/dequantize pairs bypassed, the
+    /// single-channel convolution split.
     #[default]
     Dequantized,
 }
@@ -61,9 +63,12 @@ pub fn inference_model(onnx: &[u8], plan: Plan) -> Result<InferenceModel> {
     let mut proto = framework.proto_model_for_read(&mut std::io::Cursor::new(onnx))?;
     if plan == Plan::Dequantized {
         dequantize::rewrite(&mut proto)?;
+        split::rewrite(&mut proto)?;
     }
     Ok(framework.model_for_proto_model(&proto)?)
 }
+
+mod split;
 
 mod dequantize {
     use std::collections::{HashMap, HashSet};
@@ -90,7 +95,7 @@ mod dequantize {
         })
     }
 
-    fn floats(t: &pb::TensorProto) -> Result<Vec<f32>> {
+    pub(super) fn floats(t: &pb::TensorProto) -> Result<Vec<f32>> {
         ensure!(t.data_type == FLOAT, "{}: expected float data", t.name);
         Ok(if t.raw_data.is_empty() {
             t.float_data.clone()
@@ -99,7 +104,7 @@ mod dequantize {
         })
     }
 
-    fn float_tensor(name: &str, dims: Vec<i64>, values: &[f32]) -> pb::TensorProto {
+    pub(super) fn float_tensor(name: &str, dims: Vec<i64>, values: &[f32]) -> pb::TensorProto {
         pb::TensorProto {
             name: name.to_string(),
             dims,
