@@ -64,11 +64,52 @@ pub fn inference_model(onnx: &[u8], plan: Plan) -> Result<InferenceModel> {
     if plan == Plan::Dequantized {
         dequantize::rewrite(&mut proto)?;
         split::rewrite(&mut proto)?;
+        row_max::rewrite(&mut proto)?;
+        drop_unread_initializers(&mut proto);
     }
     Ok(framework.model_for_proto_model(&proto)?)
 }
 
+mod row_max;
 mod split;
+
+/// Drops the initializers no node reads any more (weights a rewrite replaced).
+fn drop_unread_initializers(proto: &mut tract_onnx::pb::ModelProto) {
+    let Some(graph) = proto.graph.as_mut() else { return };
+    let read: std::collections::HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    graph.initializer.retain(|t| read.contains(&t.name));
+}
+
+/// The shipped model's graph after the dequantize rewrite, and tract's outputs for a graph on a
+/// fixed batch of three inputs: for tests of the rewrites that follow it.
+#[cfg(test)]
+mod testing {
+    use tract_onnx::pb;
+    use tract_onnx::prelude::*;
+
+    pub fn dequantized_shipped_model() -> pb::ModelProto {
+        let bytes = crate::model::EMBEDDED_ONNX;
+        let mut proto = tract_onnx::onnx().proto_model_for_read(&mut std::io::Cursor::new(bytes)).unwrap();
+        super::dequantize::rewrite(&mut proto).unwrap();
+        proto
+    }
+
+    pub fn outputs(proto: &pb::ModelProto) -> Vec<Vec<f32>> {
+        let pixels: Vec<f32> = (0..3 * 64 * 64).map(|k| ((k * 7919) % 1000) as f32 / 1000.0).collect();
+        let image = Tensor::from_shape(&[3, 1, 64, 64], &pixels).unwrap();
+        let size = Tensor::from_shape(&[3, 2], &[0.9f32, 1.1, 1.0, 0.7, 1.4, 1.2]).unwrap();
+        let mut model = tract_onnx::onnx().model_for_proto_model(proto).unwrap();
+        model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), image.shape())).unwrap();
+        model.set_input_fact(1, InferenceFact::dt_shape(f32::datum_type(), size.shape())).unwrap();
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let outputs = plan.run(tvec!(image.into(), size.into())).unwrap();
+        outputs.iter().map(|o| o.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()).collect()
+    }
+
+    pub fn count(proto: &pb::ModelProto, op: &str) -> usize {
+        proto.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type == op).count()
+    }
+}
 
 mod dequantize {
     use std::collections::{HashMap, HashSet};

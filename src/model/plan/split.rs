@@ -4,7 +4,7 @@
 //! machine picks its 40×2 FMA tile and takes 166 µs; each 16-channel half gets the 16×12 AVX-512
 //! tile and takes 42 µs (examples/time_onnx.rs on single-conv graphs; README, speed).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use anyhow::{ensure, Result};
 use tract_onnx::pb;
@@ -81,44 +81,22 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
     }
     graph.node = nodes;
     graph.initializer.extend(new_init);
-    // the whole weights and biases are read by nobody now
-    let read: HashSet<&str> = graph.node.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
-    let read: HashSet<String> = read.into_iter().map(String::from).collect();
-    graph.initializer.retain(|t| read.contains(&t.name));
     Ok(count)
 }
 
 #[cfg(test)]
 mod tests {
-    use tract_onnx::prelude::*;
-
+    use super::super::testing::{count, dequantized_shipped_model, outputs};
     use super::*;
-
-    fn outputs(proto: &pb::ModelProto, image: &Tensor, size: &Tensor) -> TVec<TValue> {
-        let mut model = tract_onnx::onnx().model_for_proto_model(proto).unwrap();
-        model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), image.shape())).unwrap();
-        model.set_input_fact(1, InferenceFact::dt_shape(f32::datum_type(), size.shape())).unwrap();
-        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
-        plan.run(tvec!(image.clone().into(), size.clone().into())).unwrap()
-    }
 
     #[test]
     fn split_first_conv_gives_the_same_outputs() {
-        let framework = tract_onnx::onnx();
-        let mut whole = framework.proto_model_for_read(&mut std::io::Cursor::new(crate::model::EMBEDDED_ONNX)).unwrap();
-        super::super::dequantize::rewrite(&mut whole).unwrap();
+        let whole = dequantized_shipped_model();
         let mut split = whole.clone();
         assert_eq!(rewrite(&mut split).unwrap(), 1, "the shipped model has one single-channel conv");
-        let convs = |p: &pb::ModelProto| p.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type == "Conv").count();
-        assert_eq!(convs(&split), convs(&whole) + 1);
+        assert_eq!(count(&split, "Conv"), count(&whole, "Conv") + 1);
         assert_eq!(rewrite(&mut split).unwrap(), 0, "16-channel convs are left as they are");
-
-        let pixels: Vec<f32> = (0..3 * 64 * 64).map(|k| ((k * 7919) % 1000) as f32 / 1000.0).collect();
-        let image = Tensor::from_shape(&[3, 1, 64, 64], &pixels).unwrap();
-        let size = Tensor::from_shape(&[3, 2], &[0.9f32, 1.1, 1.0, 0.7, 1.4, 1.2]).unwrap();
-        for (a, b) in outputs(&whole, &image, &size).iter().zip(&outputs(&split, &image, &size)) {
-            let (a, b) = (a.try_as_plain_ram().unwrap(), b.try_as_plain_ram().unwrap());
-            let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
+        for (a, b) in outputs(&whole).iter().zip(&outputs(&split)) {
             let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-4, "outputs differ by {worst}");
         }
