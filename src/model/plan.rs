@@ -12,15 +12,16 @@ use tract_onnx::prelude::*;
 /// ((q - zero_point) × scale, as DequantizeLinear computes them) and each activation
 /// QuantizeLinear→DequantizeLinear pair becomes the Clip to its representable range (the
 /// quantizer drops a Relu whose clipping the uint8 range already does), so only the rounding of
-/// activations to the int8 grid is left out. It also splits a convolution over one input
-/// channel into 16-channel groups, for which tract picks a faster kernel (`split`).
+/// activations to the int8 grid is left out. Two shapes tract runs slowly are also rewritten
+/// into equivalent ones it runs faster: a convolution over one input channel, split into
+/// 16-channel groups (`split`), and a maximum across rows taken as a 1-D pool (`row_max`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Plan {
     /// The graph as the file has it.
     AsIs,
-    /// Weights dequantized at load, activation quantize/dequantize pairs bypassed, the
-    /// single-channel convolution split.
+    /// Weights dequantized at load, activation quantize/dequantize pairs bypassed, two slow
+    /// shapes rewritten.
     #[default]
     Dequantized,
 }
@@ -73,10 +74,11 @@ pub fn inference_model(onnx: &[u8], plan: Plan) -> Result<InferenceModel> {
 mod row_max;
 mod split;
 
-/// Drops the initializers no node reads any more (weights a rewrite replaced).
+/// Drops the initializers nothing reads any more (weights a rewrite replaced).
 fn drop_unread_initializers(proto: &mut tract_onnx::pb::ModelProto) {
     let Some(graph) = proto.graph.as_mut() else { return };
-    let read: std::collections::HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let read: std::collections::HashSet<String> =
+        graph.node.iter().flat_map(|n| n.input.iter().cloned()).chain(graph.output.iter().map(|o| o.name.clone())).collect();
     graph.initializer.retain(|t| read.contains(&t.name));
 }
 

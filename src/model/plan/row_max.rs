@@ -37,7 +37,8 @@ fn int64_values(t: &pb::TensorProto) -> Option<Vec<i64>> {
 /// The window width W when `node` is a MaxPool with a 1×W window, stride 1×W and nothing else
 /// (no padding, dilation, ceil mode or indices).
 fn row_window(node: &pb::NodeProto) -> Option<i64> {
-    if node.op_type != "MaxPool" || !(node.domain.is_empty() || node.domain == "ai.onnx") || node.output.len() != 1 {
+    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
+    if node.op_type != "MaxPool" || !default_domain || node.input.len() != 1 || node.output.len() != 1 {
         return None;
     }
     let attribute = |name: &str| node.attribute.iter().find(|a| a.name == name);
@@ -61,7 +62,7 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
     let is_output = |tensor: &str| graph.output.iter().any(|o| o.name == tensor);
     let squeezes_width = |n: &pb::NodeProto| {
         let axes = n.input.get(1).and_then(|a| init.get(a.as_str())).and_then(|t| int64_values(t));
-        n.op_type == "Squeeze" && n.input.len() == 2 && matches!(axes.as_deref(), Some([3] | [-1]))
+        n.op_type == "Squeeze" && n.input.len() == 2 && n.output.len() == 1 && matches!(axes.as_deref(), Some([3] | [-1]))
     };
     // (MaxPool index, Squeeze index, W)
     let mut found = Vec::new();
@@ -79,7 +80,8 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
     let mut replacement: HashMap<usize, Vec<pb::NodeProto>> = HashMap::new();
     for &(i, s, width) in &found {
         let (pool, squeeze) = (&graph.node[i], &graph.node[s]);
-        let name = |what: &str| format!("{}_rows_{what}", pool.name);
+        // named after the output, which is unique in the graph (node names may be empty)
+        let name = |what: &str| format!("{}_rows_{what}", pool.output[0]);
         let node = |what: &str, op: &str, input: Vec<String>, output: String, attribute: Vec<pb::AttributeProto>| pb::NodeProto {
             name: name(what),
             op_type: op.into(),
@@ -133,5 +135,29 @@ mod tests {
         assert_eq!(count(&rows, "Squeeze"), count(&pooled, "Squeeze") - 1);
         assert_eq!(rewrite(&mut rows).unwrap(), 0, "the 1-D pools are left as they are");
         assert_eq!(outputs(&rows), outputs(&pooled), "a maximum does not depend on the order it is taken in");
+    }
+
+    #[test]
+    fn malformed_nodes_are_left_alone() {
+        let node = |op: &str, input: &[&str], output: &[&str]| pb::NodeProto {
+            op_type: op.into(),
+            input: input.iter().map(|s| s.to_string()).collect(),
+            output: output.iter().map(|s| s.to_string()).collect(),
+            attribute: vec![ints_attribute("kernel_shape", vec![1, 4]), ints_attribute("strides", vec![1, 4])],
+            ..Default::default()
+        };
+        let graph = pb::GraphProto {
+            node: vec![
+                node("MaxPool", &[], &["p"]),
+                node("Squeeze", &["p", "axes"], &["s"]),
+                node("MaxPool", &["x"], &["q"]),
+                node("Squeeze", &["q", "axes"], &[]),
+            ],
+            initializer: vec![int64_tensor("axes", &[3])],
+            ..Default::default()
+        };
+        let mut proto = pb::ModelProto { graph: Some(graph), ..Default::default() };
+        assert_eq!(rewrite(&mut proto).unwrap(), 0);
+        assert_eq!(proto.graph.unwrap().node.len(), 4);
     }
 }

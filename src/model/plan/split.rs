@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use anyhow::{ensure, Result};
-use tract_onnx::pb;
+use tract_onnx::pb::{self, tensor_proto::DataType};
+
+const FLOAT: i32 = DataType::Float as i32;
 
 /// Output channels per split convolution.
 const GROUP: i64 = 16;
@@ -24,12 +26,18 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
         let weight = node.input.get(1).and_then(|w| init.get(w)).map(|&i| &graph.initializer[i]);
         let bias = node.input.get(2).filter(|b| !b.is_empty()).and_then(|b| init.get(b)).map(|&i| &graph.initializer[i]);
         let group = node.attribute.iter().find(|a| a.name == "group").map_or(1, |a| a.i);
+        let channels = weight.map_or(0, |w| w.dims.first().copied().unwrap_or(0));
         let splittable = node.op_type == "Conv"
             && (node.domain.is_empty() || node.domain == "ai.onnx")
             && group == 1
             && node.output.len() == 1
-            && weight.is_some_and(|w| w.dims.len() == 4 && w.dims[1] == 1 && w.dims[0] > GROUP && w.dims[0] % GROUP == 0)
-            && (node.input.len() < 3 || node.input[2].is_empty() || bias.is_some());
+            && weight.is_some_and(|w| w.data_type == FLOAT && w.dims.len() == 4 && w.dims[1] == 1)
+            && channels > GROUP
+            && channels % GROUP == 0
+            && match node.input.get(2).filter(|b| !b.is_empty()) {
+                None => true,
+                Some(_) => bias.is_some_and(|b| b.data_type == FLOAT && b.dims == [channels]),
+            };
         let (Some(weight), true) = (weight, splittable) else {
             nodes.push(node);
             continue;
@@ -41,7 +49,8 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
         let mut parts = Vec::new();
         for (k, first) in (0..weight.dims[0] as usize).step_by(GROUP as usize).enumerate() {
             let channels = first..first + GROUP as usize;
-            let name = |what: &str| format!("{}_{what}_{k}", node.name);
+            // named after the output, which is unique in the graph (node names may be empty)
+            let name = |what: &str| format!("{}_{what}_{k}", node.output[0]);
             let mut dims = weight.dims.clone();
             dims[0] = GROUP;
             let mut input = vec![node.input[0].clone(), name("weight")];
@@ -65,7 +74,7 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
             });
         }
         nodes.push(pb::NodeProto {
-            name: format!("{}_concat", node.name),
+            name: format!("{}_concat", node.output[0]),
             op_type: "Concat".into(),
             input: parts,
             output: node.output.clone(),
@@ -100,5 +109,14 @@ mod tests {
             let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-4, "outputs differ by {worst}");
         }
+    }
+
+    #[test]
+    fn weights_it_cannot_read_are_left_alone() {
+        let mut proto = dequantized_shipped_model();
+        let graph = proto.graph.as_mut().unwrap();
+        let first = graph.node.iter().find(|n| n.op_type == "Conv").unwrap().input[1].clone();
+        graph.initializer.iter_mut().find(|t| t.name == first).unwrap().data_type = DataType::Float16 as i32;
+        assert_eq!(rewrite(&mut proto).unwrap(), 0);
     }
 }
