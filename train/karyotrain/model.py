@@ -1,6 +1,8 @@
 """Small CNN: image [N,1,64,64] + size [N,2] -> identity [N,24], structure [N,5], arm [N,2] (p, q),
 position [N,1] (sigmoid: breakpoint fraction from p-ter; arm and position mean something only
 when structure is abnormal)."""
+import re
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -11,24 +13,33 @@ POSITION_LABELS = ["p_ter_fraction"]
 OUTPUTS = ["identity", "structure", "arm", "position"]
 
 
-def block(cin, cout, stride):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+def block(cin, cout, stride, kernel=3):
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True))
+
+
+def parse_block(spec):
+    """`96`, `128s2` (stride 2) or `192k1` (1×1 kernel): -> (channels, stride, kernel)."""
+    m = re.fullmatch(r"(\d+)(k1)?(s2)?", spec)
+    if not m:
+        raise ValueError(f"conv block {spec!r}: expected channels, then optionally k1 and/or s2")
+    return int(m.group(1)), 2 if m.group(3) else 1, 1 if m.group(2) else 3
 
 
 DEFAULT_ARCH = "32s2,48s2,64,96s2,128"
 
 
 class KaryoNet(nn.Module):
-    """`arch`: comma-separated conv blocks, channels with `s2` for stride 2 (tract runs stride-2
-    convs faster than max-pooling)."""
+    """`arch`: comma-separated conv blocks (`parse_block`): channels, `k1` for a 1×1 kernel
+    (tract runs those nearest onnxruntime's speed: README, speed), `s2` for stride 2 (tract runs
+    stride-2 convs faster than max-pooling)."""
 
     def __init__(self, arch=DEFAULT_ARCH, n_identity=24, n_structure=5, dropout=0.2):
         super().__init__()
         blocks, cin = [], 1
         for spec in arch.split(","):
-            cout, stride = (int(spec[:-2]), 2) if spec.endswith("s2") else (int(spec), 1)
-            blocks.append(block(cin, cout, stride))
+            cout, stride, kernel = parse_block(spec)
+            blocks.append(block(cin, cout, stride, kernel))
             cin = cout
         self.features = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
