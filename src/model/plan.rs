@@ -74,6 +74,11 @@ pub fn inference_model(onnx: &[u8], plan: Plan) -> Result<InferenceModel> {
 mod row_max;
 mod split;
 
+/// Whether `node` is the standard ONNX operator of its name (not a custom domain's).
+fn is_onnx_op(node: &tract_onnx::pb::NodeProto, op: &str) -> bool {
+    node.op_type == op && (node.domain.is_empty() || node.domain == "ai.onnx")
+}
+
 /// Drops the initializers nothing reads any more (weights a rewrite replaced).
 fn drop_unread_initializers(proto: &mut tract_onnx::pb::ModelProto) {
     let Some(graph) = proto.graph.as_mut() else { return };
@@ -173,11 +178,10 @@ mod dequantize {
             .enumerate()
             .flat_map(|(i, n)| n.output.iter().map(move |o| (o.clone(), i)))
             .collect();
-        let is_default_domain = |n: &pb::NodeProto| n.domain.is_empty() || n.domain == "ai.onnx";
         let mut new_init: Vec<pb::TensorProto> = Vec::new();
         let mut replaced: HashMap<usize, Option<pb::NodeProto>> = HashMap::new();
         for (i, node) in graph.node.iter().enumerate() {
-            if node.op_type != "DequantizeLinear" || !is_default_domain(node) || node.output.len() != 1 {
+            if !super::is_onnx_op(node, "DequantizeLinear") || node.output.len() != 1 {
                 continue;
             }
             let (Some(scale), zero) = (init.get(&node.input[1]), node.input.get(2).filter(|z| !z.is_empty()))
@@ -220,7 +224,7 @@ mod dequantize {
             } else if let Some(&p) = producer.get(&node.input[0]) {
                 // Activation QuantizeLinear → DequantizeLinear: the same saturation, no rounding.
                 let q = &graph.node[p];
-                if q.op_type != "QuantizeLinear" || !is_default_domain(q) || scale.len() != 1 {
+                if !super::is_onnx_op(q, "QuantizeLinear") || scale.len() != 1 {
                     continue;
                 }
                 let same = |k: usize| q.input.get(k).map(|s| init.get(s)) == node.input.get(k).map(|s| init.get(s));

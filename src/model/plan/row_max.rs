@@ -37,8 +37,7 @@ fn int64_values(t: &pb::TensorProto) -> Option<Vec<i64>> {
 /// The window width W when `node` is a MaxPool with a 1×W window, stride 1×W and nothing else
 /// (no padding, dilation, ceil mode or indices).
 fn row_window(node: &pb::NodeProto) -> Option<i64> {
-    let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
-    if node.op_type != "MaxPool" || !default_domain || node.input.len() != 1 || node.output.len() != 1 {
+    if !super::is_onnx_op(node, "MaxPool") || node.input.len() != 1 || node.output.len() != 1 {
         return None;
     }
     let attribute = |name: &str| node.attribute.iter().find(|a| a.name == name);

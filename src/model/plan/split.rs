@@ -27,8 +27,7 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
         let bias = node.input.get(2).filter(|b| !b.is_empty()).and_then(|b| init.get(b)).map(|&i| &graph.initializer[i]);
         let group = node.attribute.iter().find(|a| a.name == "group").map_or(1, |a| a.i);
         let channels = weight.map_or(0, |w| w.dims.first().copied().unwrap_or(0));
-        let splittable = node.op_type == "Conv"
-            && (node.domain.is_empty() || node.domain == "ai.onnx")
+        let splittable = super::is_onnx_op(&node, "Conv")
             && group == 1
             && node.output.len() == 1
             && weight.is_some_and(|w| w.data_type == FLOAT && w.dims.len() == 4 && w.dims[1] == 1)
