@@ -44,6 +44,24 @@ def augment(x, s, g, rotate=15.0):
     return x, s
 
 
+def distill_loss(student_logits, teacher_logits, temperature):
+    """Hinton's distillation term: KL from the teachers' mean softened distribution to the
+    student's, times T² so its gradient scale does not depend on T."""
+    t = torch.stack([torch.softmax(l / temperature, 1) for l in teacher_logits]).mean(0)
+    return F.kl_div(torch.log_softmax(student_logits / temperature, 1), t,
+                    reduction="batchmean") * temperature ** 2
+
+
+def load_teacher(spec):
+    """`CHECKPOINT:ARCH` -> a frozen KaryoNet in eval mode."""
+    path, _, arch = spec.rpartition(":")
+    if not path:
+        raise SystemExit(f"--teacher {spec!r}: expected CHECKPOINT:ARCH")
+    m = KaryoNet(arch)
+    m.load_state_dict(torch.load(path, map_location="cpu"))
+    return m.eval().requires_grad_(False)
+
+
 @torch.no_grad()
 def predict(model, img, size, bs=512, all_outputs=False):
     """-> (identity, structure) logits, or all four outputs with all_outputs."""
@@ -120,6 +138,11 @@ def main(argv=None):
     ap.add_argument("--structure-weight", type=float, default=1.0)
     ap.add_argument("--fpr", type=float, default=0.005,
                     help="structure threshold: at most this fraction of real normal val crops flagged")
+    ap.add_argument("--teacher", action="append", default=[],
+                    help="distil identity from this CHECKPOINT:ARCH (repeat for an ensemble; the "
+                         "teachers see the same augmented batch)")
+    ap.add_argument("--distill-weight", type=float, default=1.0)
+    ap.add_argument("--distill-temperature", type=float, default=2.0)
     args = ap.parse_args(argv)
     args.command = "python -m karyotrain.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
@@ -157,6 +180,7 @@ def main(argv=None):
         assert not unexpected and all(k.split(".")[0] in ("arm", "position") for k in missing), \
             (missing, unexpected)
     model.to(args.device)
+    teachers = [load_teacher(t).to(args.device) for t in args.teacher]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
     n_epoch = int(round(n_normal * args.normal_frac)) + len(ytr) - n_normal
     steps = max(1, args.epochs) * math.ceil(n_epoch / args.batch)
@@ -212,6 +236,11 @@ def main(argv=None):
                 # structure head placeholder: every training crop is "normal" (index 0)
                 loss = F.cross_entropy(li, y, label_smoothing=0.05) + \
                     0.1 * F.cross_entropy(ls, torch.zeros_like(y), label_smoothing=0.05)
+            if teachers:
+                with torch.no_grad():
+                    teacher_logits = [t(x, s)[0] for t in teachers]
+                loss = loss + args.distill_weight * distill_loss(li, teacher_logits,
+                                                                 args.distill_temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step(); sched.step()

@@ -21,3 +21,13 @@ def test_one_by_one_blocks_keep_the_map_size():
     assert net.features(torch.zeros(1, 1, 64, 64)).shape == (1, 48, 16, 16)
     identity, structure, arm, position = net(torch.zeros(2, 1, 64, 64), torch.zeros(2, 2))
     assert identity.shape == (2, 24) and structure.shape == (2, 5)
+
+
+def test_distillation_term_vanishes_only_when_the_student_matches_the_teachers():
+    from karyotrain.train import distill_loss
+    a, b = torch.randn(8, 24), torch.randn(8, 24)
+    assert distill_loss(a, [a, a], 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distill_loss(b, [a], 2.0).item() > 0.01
+    # the teachers are averaged as distributions: a student at their mean beats one at either teacher
+    mean = torch.log(torch.stack([torch.softmax(a / 2, 1), torch.softmax(b / 2, 1)]).mean(0)) * 2
+    assert distill_loss(mean, [a, b], 2.0) < distill_loss(a, [a, b], 2.0)
