@@ -23,10 +23,10 @@ fi
 step "python tests (preprocessing spec, golden vectors, training smoke run)"
 train/.venv/bin/python -m pytest -q train/tests
 
-step "fixtures: golden vectors reproduce byte for byte; parity outputs from a fresh onnxruntime run"
+step "fixtures: golden vectors and cell-step cases reproduce byte for byte; parity outputs from a fresh onnxruntime run"
 train/.venv/bin/python -m karyotrain.fixtures
-git diff --exit-code --stat -- tests/fixtures/golden
-echo "golden vectors reproduced"
+git diff --exit-code --stat -- tests/fixtures/golden tests/fixtures/cell_step.json
+echo "golden vectors and cell-step cases reproduced"
 
 step "rust tests (unit, golden vectors, tract-vs-onnxruntime parity, demo end to end)"
 cargo test --locked

@@ -82,6 +82,53 @@ fn slots(labels: &[String], rules: &CellAssignment) -> Vec<Slot> {
     slots
 }
 
+/// Bounds the swap rounds of a pathological cell; each round lowers the cost, so few are needed.
+const MAX_SWAP_ROUNDS: usize = 64;
+
+/// The pairing term after the slots (the trainer's `metrics.pair_swaps`, the same search): swap
+/// the classes of two objects while that lowers Σ −ln p + `weight` × Σ, over classes held by
+/// exactly two objects, of (1 − cosine of their homolog vectors). A swap keeps every class's
+/// count, so the karyotype's numbers stay the slots'; it only decides which object is which.
+/// Best swap first; among equals the first (i, j) in order.
+fn pair_swaps(predictions: &[Prediction], classes: &mut [usize], n_classes: usize, weight: f64) {
+    let n = classes.len();
+    let nll = |i: usize, c: usize| -(predictions[i].identity[c].max(1e-12) as f64).ln();
+    let cosine = |a: usize, b: usize| -> f64 {
+        predictions[a].homolog.iter().zip(&predictions[b].homolog).map(|(x, y)| (x * y) as f64).sum()
+    };
+    let pair_cost = |members: &[usize]| match members {
+        [a, b] => weight * (1.0 - cosine(*a, *b)),
+        _ => 0.0,
+    };
+    let swapped = |members: &[usize], from: usize, to: usize| -> Vec<usize> {
+        members.iter().map(|&k| if k == from { to } else { k }).collect()
+    };
+    for _ in 0..MAX_SWAP_ROUNDS {
+        let mut members = vec![Vec::new(); n_classes];
+        for (k, &c) in classes.iter().enumerate() {
+            members[c].push(k);
+        }
+        let mut best = (-1e-9, None);
+        for i in 0..n {
+            for j in i + 1..n {
+                let (a, b) = (classes[i], classes[j]);
+                if a == b {
+                    continue;
+                }
+                let likelihood = nll(i, b) + nll(j, a) - nll(i, a) - nll(j, b);
+                let delta = likelihood + pair_cost(&swapped(&members[a], i, j)) + pair_cost(&swapped(&members[b], j, i))
+                    - pair_cost(&members[a])
+                    - pair_cost(&members[b]);
+                if delta < best.0 {
+                    best = (delta, Some((i, j)));
+                }
+            }
+        }
+        let Some((i, j)) = best.1 else { break };
+        classes.swap(i, j);
+    }
+}
+
 /// Assigns each object a class, consistent across the cell (a minimum-cost assignment of
 /// objects to slots, −ln p per object). Objects beyond every slot keep their argmax. An object
 /// whose 1 − P(normal) exceeds `structure_threshold` is flagged with its likeliest abnormal type.
@@ -111,7 +158,15 @@ pub fn assign(
             -(c * 1e6).round() as i64
         });
         let (_, assignment) = kuhn_munkres(&weights);
-        (0..n).map(|i| cost(i, &slots[assignment[i]]).1).collect()
+        let mut classes: Vec<usize> = (0..n).map(|i| cost(i, &slots[assignment[i]]).1).collect();
+        let dim = predictions[0].homolog.len();
+        match rules.homolog_weight {
+            Some(weight) if weight > 0.0 && dim > 0 && predictions.iter().all(|p| p.homolog.len() == dim) => {
+                pair_swaps(predictions, &mut classes, labels.len(), weight)
+            }
+            _ => {}
+        }
+        classes
     };
     predictions
         .iter()
@@ -248,7 +303,7 @@ mod tests {
         let mut capacity: std::collections::BTreeMap<String, usize> =
             labels().into_iter().map(|l| (l, 2)).collect();
         capacity.insert("Y".into(), 1);
-        CellAssignment { capacity, extra_slot_cost: 4.0, missing_slot_cost: None }
+        CellAssignment { capacity, extra_slot_cost: 4.0, missing_slot_cost: None, homolog_weight: None }
     }
 
     /// A confident prediction for `class`, with `runner_up` as the second choice.
@@ -256,7 +311,59 @@ mod tests {
         let mut identity = vec![(1.0 - p - 0.05) / 22.0; 24];
         identity[class] = p;
         identity[runner_up] = 0.05;
-        Prediction { identity, structure: vec![0.9, 0.025, 0.025, 0.025, 0.025], arm: vec![0.5, 0.5], position: Some(0.5) }
+        Prediction {
+            identity,
+            structure: vec![0.9, 0.025, 0.025, 0.025, 0.025],
+            arm: vec![0.5, 0.5],
+            position: Some(0.5),
+            homolog: Vec::new(),
+        }
+    }
+
+    /// A normal female cell whose homolog vectors put each chromosome's two copies together
+    /// (class c on axis c of a 24-dim space), with the second copy of chromosome 1 and the first
+    /// of chromosome 2 each a little likelier to be the other one.
+    fn cell_with_crossed_pair() -> Vec<Prediction> {
+        let mut cell = cell(&[22, 22], &[]);
+        for (k, p) in cell.iter_mut().enumerate() {
+            p.homolog = (0..24).map(|axis| if axis == k / 2 { 1.0 } else { 0.0 }).collect();
+        }
+        for (crop, (truth, other)) in [(1, (0, 1)), (2, (1, 0))] {
+            cell[crop].identity[truth] = 0.40;
+            cell[crop].identity[other] = 0.45;
+        }
+        cell
+    }
+
+    fn classes(predictions: &[Prediction], homolog_weight: Option<f64>) -> Vec<usize> {
+        let rules = CellAssignment { homolog_weight, ..rules() };
+        assign(predictions, &labels(), &structure_labels(), &rules, 0.5).iter().map(|c| c.class).collect()
+    }
+
+    #[test]
+    fn homolog_vectors_untangle_a_crossed_pair() {
+        let predictions = cell_with_crossed_pair();
+        let truth: Vec<usize> = (0..46).map(|k| k / 2).collect();
+        // the slots alone follow the likelihood: each chromosome still holds two objects
+        let slots_only = classes(&predictions, None);
+        assert_eq!(&slots_only[..4], &[0, 1, 0, 1]);
+        assert_eq!(classes(&predictions, Some(0.0)), slots_only);
+        assert_eq!(classes(&predictions, Some(1.0)), truth);
+    }
+
+    #[test]
+    fn the_pairing_term_keeps_every_count() {
+        // a trisomy 21 whose vectors point anywhere: swaps may move labels, never counts
+        let mut predictions = cell(&[22, 23], &[20]);
+        for (k, p) in predictions.iter_mut().enumerate() {
+            let v: Vec<f32> = (0..8).map(|axis| ((k * 7 + axis * 3) % 11) as f32 - 5.0).collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            p.homolog = v.iter().map(|x| x / norm).collect();
+        }
+        let count = |classes: &[usize]| (0..24).map(|c| classes.iter().filter(|&&k| k == c).count()).collect::<Vec<_>>();
+        assert_eq!(count(&classes(&predictions, Some(4.0))), count(&classes(&predictions, None)));
+        let calls = assign(&predictions, &labels(), &structure_labels(), &CellAssignment { homolog_weight: Some(4.0), ..rules() }, 0.5);
+        assert_eq!(karyotype(&calls, &labels()).iscn, "47,XY,+21");
     }
 
     fn cell(sex: &[usize], extra: &[usize]) -> Vec<Prediction> {

@@ -14,6 +14,7 @@ pub const IDENTITY_OUTPUT: &str = "identity";
 pub const STRUCTURE_OUTPUT: &str = "structure";
 pub const ARM_OUTPUT: &str = "arm";
 pub const POSITION_OUTPUT: &str = "position";
+pub const HOMOLOG_OUTPUT: &str = "homolog";
 /// Abnormal score (1 − P(normal)) above which a card with no `structure_threshold` flags.
 pub const DEFAULT_STRUCTURE_THRESHOLD: f32 = 0.5;
 
@@ -41,6 +42,10 @@ pub struct CellAssignment {
     /// Cost of a regular slot left empty; the same as `extra_slot_cost` when absent.
     #[serde(default)]
     pub missing_slot_cost: Option<f64>,
+    /// Nats per unit of (1 − cosine) between the homolog vectors of a class's two objects: the
+    /// pairing term after the slots (`analyse::pair_swaps`). Absent: no pairing term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub homolog_weight: Option<f64>,
 }
 
 /// What a class looks like (G-band), measured on training crops; the demo renders from it.
@@ -108,6 +113,8 @@ pub struct Prediction {
     pub arm: Vec<f32>,
     /// That breakpoint as a fraction of the length from p-ter, when the model has the output.
     pub position: Option<f32>,
+    /// Unit vector placing the object near its homolog; empty when the model has no such output.
+    pub homolog: Vec<f32>,
 }
 
 impl Prediction {

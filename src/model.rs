@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, ensure, Context, Result};
 use tract_onnx::prelude::*;
 
-use crate::card::{sha256_hex, Card, Prediction, ARM_OUTPUT, IDENTITY_OUTPUT, POSITION_OUTPUT, STRUCTURE_OUTPUT};
+use crate::card::{sha256_hex, Card, Prediction, ARM_OUTPUT, IDENTITY_OUTPUT, HOMOLOG_OUTPUT, POSITION_OUTPUT, STRUCTURE_OUTPUT};
 
 mod plan;
 
@@ -54,6 +54,7 @@ struct OutputIndex {
     /// Models made before the arm/position heads have neither.
     arm: Option<usize>,
     position: Option<usize>,
+    homolog: Option<usize>,
 }
 
 impl Model {
@@ -203,6 +204,10 @@ impl Model {
                 structure: row(self.outputs.structure, structure_labels)?,
                 arm: self.outputs.arm.map(|i| row(i, 2)).transpose()?.unwrap_or_default(),
                 position,
+                homolog: match self.outputs.homolog {
+                    Some(i) => outputs[i].try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
+                    None => Vec::new(),
+                },
             });
         }
         Ok(predictions)
@@ -211,7 +216,20 @@ impl Model {
     /// Raw logits of both heads, for parity checks against onnxruntime.
     /// Runs the inputs as one batch unless the plan is built for batch 1, then one at a time.
     pub fn logits(&self, images: &[f32], sizes: &[[f32; 2]]) -> Result<(Vec<f32>, Vec<f32>)> {
-        let (mut identity, mut structure) = (Vec::new(), Vec::new());
+        let [identity, structure] =
+            self.raw_outputs(images, sizes, [self.outputs.identity, self.outputs.structure])?;
+        Ok((identity, structure))
+    }
+
+    /// The homolog vectors, row after row, when the model has that output (parity checks).
+    pub fn homolog(&self, images: &[f32], sizes: &[[f32; 2]]) -> Result<Option<Vec<f32>>> {
+        let Some(index) = self.outputs.homolog else { return Ok(None) };
+        let [homolog] = self.raw_outputs(images, sizes, [index])?;
+        Ok(Some(homolog))
+    }
+
+    fn raw_outputs<const K: usize>(&self, images: &[f32], sizes: &[[f32; 2]], which: [usize; K]) -> Result<[Vec<f32>; K]> {
+        let mut read: [Vec<f32>; K] = std::array::from_fn(|_| Vec::new());
         let batches: Vec<(&[f32], &[[f32; 2]])> = if self.batch_one {
             let side = self.input_size() * self.input_size();
             images.chunks(side).zip(sizes.chunks(1)).collect()
@@ -220,13 +238,11 @@ impl Model {
         };
         for (images, sizes) in batches {
             let outputs = self.run(images, sizes)?;
-            let read = |i: usize| -> Result<Vec<f32>> {
-                Ok(outputs[i].try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
-            };
-            identity.extend(read(self.outputs.identity)?);
-            structure.extend(read(self.outputs.structure)?);
+            for (rows, &i) in read.iter_mut().zip(&which) {
+                rows.extend_from_slice(outputs[i].try_as_plain_ram()?.as_slice::<f32>()?);
+            }
         }
-        Ok((identity, structure))
+        Ok(read)
     }
 
     fn run(&self, images: &[f32], sizes: &[[f32; 2]]) -> Result<TVec<TValue>> {
@@ -280,6 +296,7 @@ fn build_plan(
         structure: structure_index,
         arm: optional(ARM_OUTPUT),
         position: optional(POSITION_OUTPUT),
+        homolog: optional(HOMOLOG_OUTPUT),
     };
     Ok((typed.into_runnable()?, outputs))
 }

@@ -18,7 +18,14 @@ struct Meta {
     model_sha256: String,
     /// One quantization step of the last int8 activation, expressed in logits.
     logit_tolerance: f32,
+    /// Length of the homolog vectors; 0 when the model has no homolog output.
+    #[serde(default)]
+    homolog_dim: usize,
 }
+
+/// The homolog vectors are unit vectors; the pairing term weighs 1 − cosine between crops, so
+/// the two runtimes' vectors for one input must point the same way to well within that.
+const HOMOLOG_MIN_COSINE: f32 = 0.999;
 
 fn fixture(name: &str) -> Vec<f32> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name);
@@ -68,6 +75,17 @@ fn check(model: Model) {
                 let flagged = |logits: &[f32]| 1.0 - softmax(logits)[0] > model.card.structure_threshold();
                 assert_eq!(flagged(a), flagged(b), "{head}: input {i} flagged by one runtime only");
             }
+        }
+    }
+
+    let homolog = model.homolog(&images, &sizes).unwrap();
+    assert_eq!(homolog.as_ref().map_or(0, |h| h.len() / meta.n), meta.homolog_dim, "homolog output");
+    if let Some(ours) = homolog {
+        let theirs = fixture("homolog.f32");
+        assert_eq!(ours.len(), theirs.len(), "homolog: output size");
+        for (i, (a, b)) in ours.chunks(meta.homolog_dim).zip(theirs.chunks(meta.homolog_dim)).enumerate() {
+            let cosine: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            assert!(cosine >= HOMOLOG_MIN_COSINE, "homolog: input {i} cosine {cosine} between the runtimes");
         }
     }
 }

@@ -27,9 +27,10 @@ N_CALIB = 300
 def export_onnx(model, path):
     model.eval()
     img, size = torch.zeros(2, 1, P.S, P.S), torch.zeros(2, 2)
+    outputs = OUTPUTS[:len(model(img, size))]
     torch.onnx.export(model, (img, size), path, dynamo=False, opset_version=OPSET,
-                      input_names=["image", "size"], output_names=OUTPUTS,
-                      dynamic_axes={k: {0: "N"} for k in ["image", "size"] + OUTPUTS})
+                      input_names=["image", "size"], output_names=outputs,
+                      dynamic_axes={k: {0: "N"} for k in ["image", "size"] + outputs})
 
 
 class Batches(CalibrationDataReader):
@@ -171,9 +172,11 @@ def export_all(model, sets, args, hist, run_dir, train_seconds=0.0, structure=No
         for split in ("val", "test"):
             msk = d["split"] == split
             y, cells = d["label"][msk], d["cell"][msk]
-            lf, _ = run_onnx(fpath, d["image"][msk], d["size"][msk])
-            lq, _ = run_onnx(qpath, d["image"][msk], d["size"][msk])
-            ef, eq = Mx.evaluate(lf, y, cells), Mx.evaluate(lq, y, cells)
+            lf, *of = run_onnx(fpath, d["image"][msk], d["size"][msk], all_outputs=True)
+            lq, *oq = run_onnx(qpath, d["image"][msk], d["size"][msk], all_outputs=True)
+            homolog = lambda outs: outs[3] if len(outs) > 3 else None
+            ef = Mx.evaluate(lf, y, cells, homolog=homolog(of), homolog_weight=args.homolog_weight)
+            eq = Mx.evaluate(lq, y, cells, homolog=homolog(oq), homolog_weight=args.homolog_weight)
             full[name][split] = dict(float=ef, int8=eq)
             metrics[name][split] = {k: dict(float=Mx.summary(ef[k]), int8=Mx.summary(eq[k]))
                                     for k in ("crop", "cell")}
@@ -202,11 +205,13 @@ def export_all(model, sets, args, hist, run_dir, train_seconds=0.0, structure=No
         inputs=[dict(name="image", shape=["N", 1, P.S, P.S], dtype="float32"),
                 dict(name="size", shape=["N", 2], dtype="float32")],
         outputs=[dict(name="identity", labels=LABELS), dict(name="structure", labels=STRUCTURE_LABELS),
-                 dict(name="arm", labels=ARM_LABELS), dict(name="position", labels=POSITION_LABELS)],
+                 dict(name="arm", labels=ARM_LABELS), dict(name="position", labels=POSITION_LABELS)]
+        + ([dict(name="homolog", labels=[f"e{k}" for k in range(args.pair_dim)])] if args.pair_dim else []),
         preprocessing={k: P.PARAMS[k] for k in ("spec", "input_size", "margin", "polarity_threshold",
                                                 "contrast_percentile", "smoothing", "size_features")},
         cell_assignment=dict(capacity=Mx.CAPACITY, extra_slot_cost=Mx.EXTRA_SLOT_COST,
-                             missing_slot_cost=Mx.MISSING_SLOT_COST),
+                             missing_slot_cost=Mx.MISSING_SLOT_COST,
+                             **(dict(homolog_weight=args.homolog_weight) if args.pair_dim else {})),
         metrics=metrics,
         quantization=dict(tool=f"onnxruntime {ort.__version__} quantize_static", format="QDQ",
                           per_channel=True, activation_type="QUInt8", weight_type="QInt8",

@@ -4,6 +4,8 @@ python -m karyotrain.fixtures [--name karyoscreen]
 
 tests/fixtures/golden/  8 synthetic 8-bit PNGs + manifest.json + the spec's output tensors (raw LE f32)
 tests/fixtures/parity/  24 model inputs + onnxruntime outputs of models/<name>.onnx + meta.json
+tests/fixtures/cell_step.json  synthetic cells' class probabilities and homolog vectors with the
+    classes the trainer's cell step gives them, slots alone and with the pairing term
 Deterministic: running it twice gives identical files.
 """
 import argparse
@@ -20,6 +22,8 @@ from .data import LABELS
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN = os.path.join(ROOT, "tests", "fixtures", "golden")
 PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
+CELL_STEP = os.path.join(ROOT, "tests", "fixtures", "cell_step.json")
+CELL_STEP_WEIGHT = 1.0
 
 # name, (H, W), angle (deg, image x right / y down), length, half-width, polarity, noise sigma, extra
 GOLDEN_SPECS = [
@@ -136,15 +140,21 @@ def parity(name, gold_img, gold_size):
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
-    ident, struct = sess.run(["identity", "structure"], dict(image=img, size=size))
+    heads = ["identity", "structure"] + [o.name for o in sess.get_outputs() if o.name == "homolog"]
+    outs = dict(zip(heads, sess.run(heads, dict(image=img, size=size))))
+    ident = outs["identity"]
     os.makedirs(PARITY, exist_ok=True)
-    for fn, arr in (("image", img), ("size", size), ("identity", ident), ("structure", struct)):
+    for fn, arr in [("image", img), ("size", size)] + list(outs.items()):
         write_f32(os.path.join(PARITY, f"{fn}.f32"), arr)
+    stale = os.path.join(PARITY, "homolog.f32")
+    if "homolog" not in outs and os.path.exists(stale):
+        os.remove(stale)
     tol, scale, l1 = logit_tolerance(model)
     n = len(img)
     meta = dict(
         N=n, model=f"{name}.onnx", model_sha256=sha256(model),
-        shapes=dict(image=[n, 1, P.S, P.S], size=[n, 2], identity=[n, 24], structure=[n, 5]),
+        shapes=dict(image=[n, 1, P.S, P.S], size=[n, 2], **{k: list(v.shape) for k, v in outs.items()}),
+        homolog_dim=int(outs["homolog"].shape[1]) if "homolog" in outs else 0,
         format="raw little-endian float32, row-major",
         rows=dict(golden=[0, 8], renders=[8, 8 + len(rimg)], noise=[8 + len(rimg), n]),
         render_labels=[LABELS[c] for c in rlab],
@@ -160,12 +170,42 @@ def parity(name, gold_img, gold_size):
         json.dump(meta, f, indent=1)
 
 
+def cell_step():
+    """Synthetic cells (no model, no data): noisy class probabilities in which some pairs of
+    crops of two classes each look a little more like the other class (the slots alone swap
+    them), homolog vectors near their class's centre, and the classes metrics.assign_cells
+    gives them with and without the pairing term."""
+    from .metrics import assign_cells
+    rng = np.random.default_rng(11)
+    cells = []
+    for extra, sex in [([], [22, 22]), ([], [22, 23]), ([20], [22, 23]), ([], [22])]:   # +21; 45,X
+        truth = np.array(sorted([c for c in range(22) for _ in range(2)] + extra) + sex)
+        logits = rng.normal(0, 1.0, (len(truth), 24)) + 6.0 * np.eye(24)[truth]
+        crossed = rng.choice(44, (4, 2), replace=False)     # autosome crops, two by two
+        for i, j in crossed:
+            logits[i, truth[j]] = logits[i, truth[i]] + rng.uniform(-0.5, 1.0)
+            logits[j, truth[i]] = logits[j, truth[j]] + rng.uniform(-0.5, 1.0)
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs = (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+        centres = rng.normal(0, 1, (24, 8))
+        homolog = centres[truth] + rng.normal(0, 0.6, (len(truth), 8))
+        homolog = (homolog / np.linalg.norm(homolog, axis=1, keepdims=True)).astype(np.float32)
+        logp, ids = np.log(probs.astype(np.float64)), np.zeros(len(truth))
+        cells.append(dict(identity=probs.tolist(), homolog=homolog.tolist(),
+                          slots=assign_cells(logp, ids).tolist(),
+                          paired=assign_cells(logp, ids, homolog, CELL_STEP_WEIGHT).tolist()))
+    with open(CELL_STEP, "w") as f:
+        json.dump(dict(homolog_weight=CELL_STEP_WEIGHT, cells=cells,
+                       generated_by="python -m karyotrain.fixtures (karyotrain.metrics.assign_cells)"), f)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="write tests/fixtures/golden and tests/fixtures/parity")
     ap.add_argument("--name", default="karyoscreen")
     ap.add_argument("--golden-only", action="store_true")
     args = ap.parse_args(argv)
     gi, gs = golden()
+    cell_step()
     if not args.golden_only:
         parity(args.name, gi, gs)
 

@@ -44,11 +44,48 @@ def assign_cell(logp):
     return out
 
 
-def assign_cells(logp, cells):
+MAX_SWAP_ROUNDS = 64
+
+
+def pair_swaps(logp, homolog, pred, weight):
+    """The pairing term after the slot assignment: swap the classes of two objects while that
+    lowers  sum of -log p  +  weight * sum over classes held by exactly two objects of
+    (1 - cosine of their homolog vectors). A swap keeps every class's count, so the karyotype's
+    numbers stay the slot step's; it only decides which object is which. Best swap first, the
+    first (i, j) in order among equals, as src/analyse.rs."""
+    pred, n = pred.copy(), len(pred)
+    homolog = homolog.astype(np.float64)
+    cosine = homolog @ homolog.T
+    upper = np.triu(np.ones((n, n), bool), 1)
+    for _ in range(MAX_SWAP_ROUNDS):
+        # partner[i]: the other object of i's class when the class holds exactly two
+        same = pred[:, None] == pred[None, :]
+        pair = same & ~np.eye(n, dtype=bool) & (same.sum(1) == 2)[:, None]
+        has = pair.any(1)
+        partner = pair.argmax(1)
+        q = logp[:, pred]                           # q[i, j] = log p(object i is pred[j])
+        d = np.diag(q)
+        likelihood = d[:, None] + d[None, :] - q - q.T
+        # i takes j's class: i's old pair cost w(1 - cos(i, partner i)) becomes j's with i's
+        # partner, w(1 - cos(j, partner i)); and the same for j
+        gain = np.where(has[:, None], cosine[np.arange(n), partner][:, None] - cosine[:, partner].T, 0.0)
+        delta = np.where(upper & ~same, likelihood + weight * (gain + gain.T), np.inf)
+        k = int(np.argmin(delta))
+        if not delta.flat[k] < -1e-9:
+            break
+        i, j = divmod(k, n)
+        pred[i], pred[j] = pred[j], pred[i]
+    return pred
+
+
+def assign_cells(logp, cells, homolog=None, homolog_weight=0.0):
+    """The cell step per cell: slots, then the pairing term when the model has homolog vectors."""
     pred = logp.argmax(1).copy()
     for c in np.unique(cells):
         i = np.nonzero(cells == c)[0]
         pred[i] = assign_cell(logp[i])
+        if homolog is not None and homolog_weight > 0:
+            pred[i] = pair_swaps(logp[i], homolog[i], pred[i], homolog_weight)
     return pred
 
 
@@ -71,12 +108,13 @@ def classification_report(y, p, n_classes=24, per_class=True):
     return r
 
 
-def evaluate(logits, y, cells, per_class=True):
-    """-> {"crop": report, "cell": report} from identity logits."""
+def evaluate(logits, y, cells, per_class=True, homolog=None, homolog_weight=0.0):
+    """-> {"crop": report, "cell": report} from identity logits (and homolog vectors)."""
     z = logits - logits.max(1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    cell = assign_cells(logp, cells, homolog, homolog_weight)
     return dict(crop=classification_report(y, logp.argmax(1), per_class=per_class),
-                cell=classification_report(y, assign_cells(logp, cells), per_class=per_class))
+                cell=classification_report(y, cell, per_class=per_class))
 
 
 def summary(r):

@@ -1,6 +1,7 @@
 """Small CNN: image [N,1,64,64] + size [N,2] -> identity [N,24], structure [N,5], arm [N,2] (p, q),
 position [N,1] (sigmoid: breakpoint fraction from p-ter; arm and position mean something only
-when structure is abnormal)."""
+when structure is abnormal) and, with `pair_dim`, homolog [N,pair_dim]: a unit vector trained so
+that the two homologs of a cell lie close (the cell step's pairing term, metrics.pair_swaps)."""
 import re
 
 import torch
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 STRUCTURE_LABELS = ["normal", "deletion", "duplication", "inversion", "translocation"]
 ARM_LABELS = ["p", "q"]
 POSITION_LABELS = ["p_ter_fraction"]
-OUTPUTS = ["identity", "structure", "arm", "position"]
+OUTPUTS = ["identity", "structure", "arm", "position", "homolog"]
 
 
 def block(cin, cout, stride, kernel=3):
@@ -34,7 +35,7 @@ class KaryoNet(nn.Module):
     (tract runs those nearest onnxruntime's speed: README, speed), `s2` for stride 2 (tract runs
     stride-2 convs faster than max-pooling)."""
 
-    def __init__(self, arch=DEFAULT_ARCH, n_identity=24, n_structure=5, dropout=0.2):
+    def __init__(self, arch=DEFAULT_ARCH, n_identity=24, n_structure=5, dropout=0.2, pair_dim=0):
         super().__init__()
         blocks, cin = [], 1
         for spec in arch.split(","):
@@ -49,11 +50,16 @@ class KaryoNet(nn.Module):
         self.structure = nn.Linear(cin + 16, n_structure)
         self.arm = nn.Linear(cin + 16, 2)
         self.position = nn.Linear(cin + 16, 1)
+        self.homolog = nn.Linear(cin + 16, pair_dim) if pair_dim else None
 
     def forward(self, image, size):
         f = self.pool(self.features(image)).flatten(1)
-        z = self.drop(torch.cat([f, torch.relu(self.size_fc(size))], 1))
-        return self.identity(z), self.structure(z), self.arm(z), torch.sigmoid(self.position(z))
+        z = torch.cat([f, torch.relu(self.size_fc(size))], 1)
+        heads = self.drop(z)
+        out = (self.identity(heads), self.structure(heads), self.arm(heads), torch.sigmoid(self.position(heads)))
+        if self.homolog is None:
+            return out
+        return out + (F.normalize(self.homolog(z), dim=1),)
 
 
 def n_params(m):

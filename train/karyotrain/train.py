@@ -52,6 +52,43 @@ def distill_loss(student_logits, teacher_logits, temperature):
                     reduction="batchmean") * temperature ** 2
 
 
+def homolog_loss(homolog, y, group, temperature):
+    """InfoNCE within each cell: every crop whose class has exactly one other crop in its cell
+    must pick that homolog, by cosine / temperature, among all the other crops of the cell."""
+    same_cell = group[:, None] == group[None, :]
+    self_pair = torch.eye(len(y), dtype=torch.bool, device=y.device)
+    homolog_pair = same_cell & (y[:, None] == y[None, :]) & ~self_pair
+    has_one = homolog_pair.sum(1) == 1
+    if not has_one.any():
+        return homolog.sum() * 0.0
+    sim = (homolog @ homolog.T / temperature).masked_fill(~same_cell | self_pair, -1e9)
+    return F.cross_entropy(sim[has_one], homolog_pair[has_one].float().argmax(1))
+
+
+def train_cell_keys(sets, repeats):
+    """One key per training crop (in train_part's order) naming its cell; each repeat of a small
+    set's cell counts as a cell of its own."""
+    keys, offset = [], 0
+    for d in sets:
+        _, cell = np.unique(d["cell"][d["split"] == "train"], return_inverse=True)
+        r = repeats(d)
+        # np.repeat copies each crop r times in a row: copy k of every crop makes cell copy k
+        keys.append(offset + np.repeat(cell * r, r) + np.tile(np.arange(r), len(cell)))
+        offset += r * (int(cell.max()) + 1)
+    return np.concatenate(keys)
+
+
+def cell_batches(keys, batch, rng):
+    """Crops cell by cell, cells in random order, cut into batches of `batch` -> index arrays.
+    The homolog term compares crops within a cell, so a batch holds cells, not scattered crops;
+    a cell cut at a batch's edge only loses the pairs that straddle it. Equal batch sizes keep
+    oneDNN's convolution plans cached (a new shape per batch ran 2.5x slower)."""
+    members = np.argsort(keys, kind="stable")
+    starts = np.searchsorted(keys[members], np.arange(keys.max() + 2))
+    order = np.concatenate([members[starts[c]:starts[c + 1]] for c in rng.permutation(int(keys.max()) + 1)])
+    return [order[i:i + batch] for i in range(0, len(order), batch)]
+
+
 def load_teacher(spec):
     """`CHECKPOINT:ARCH` -> a frozen KaryoNet in eval mode."""
     path, _, arch = spec.rpartition(":")
@@ -64,16 +101,22 @@ def load_teacher(spec):
 
 @torch.no_grad()
 def predict(model, img, size, bs=512, all_outputs=False):
-    """-> (identity, structure) logits, or all four outputs with all_outputs."""
+    """-> (identity, structure) logits, or all outputs (model.OUTPUTS order) with all_outputs."""
     model.eval()
     dev = next(model.parameters()).device
-    outs = [[], [], [], []]
+    outs = [[] for _ in range(5 if model.homolog is not None else 4)]
     for i in range(0, len(img), bs):
         r = model(torch.from_numpy(img[i:i + bs]).to(dev), torch.from_numpy(size[i:i + bs]).to(dev))
         for o, v in zip(outs, r):
             o.append(v.cpu().numpy())
     outs = [np.concatenate(o) if o else np.zeros((0,)) for o in outs]
     return outs if all_outputs else outs[:2]
+
+
+def identity_and_homolog(model, img, size):
+    """-> identity logits and homolog vectors (None when the model has no homolog head)."""
+    outs = predict(model, img, size, all_outputs=True)
+    return outs[0], outs[4] if len(outs) > 4 else None
 
 
 def synth_eval(pred_fn, sets, synth, split, threshold=None, fpr=0.005):
@@ -143,7 +186,16 @@ def main(argv=None):
                          "teachers see the same augmented batch)")
     ap.add_argument("--distill-weight", type=float, default=1.0)
     ap.add_argument("--distill-temperature", type=float, default=2.0)
+    ap.add_argument("--pair-dim", type=int, default=0,
+                    help="add a homolog head of this size, trained within cells (batches of whole "
+                         "cells); the cell step then pairs homologs by it")
+    ap.add_argument("--pair-loss-weight", type=float, default=1.0)
+    ap.add_argument("--pair-temperature", type=float, default=0.1)
+    ap.add_argument("--homolog-weight", type=float, default=1.0,
+                    help="cell step: nats per unit of (1 - cosine) between the two crops of a class")
     args = ap.parse_args(argv)
+    if args.pair_dim and (args.synth_events or args.normal_frac < 1.0):
+        ap.error("--pair-dim batches whole cells: it cannot be combined with --synth-events or --normal-frac")
     args.command = "python -m karyotrain.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -156,6 +208,7 @@ def main(argv=None):
     repeats = lambda d: args.repeat_small if (d["split"] == "train").sum() < 5000 else 1
     train_part = lambda k: np.concatenate([np.repeat(d[k][d["split"] == "train"], repeats(d), 0) for d in sets])
     xtr, str_, ytr = train_part("image"), train_part("size"), train_part("label")
+    cell_key = train_cell_keys(sets, repeats)
     xva, sva, yva = cat("image", "val"), cat("size", "val"), cat("label", "val")
     n_normal = len(ytr)
     zs = np.zeros(n_normal, np.int64)
@@ -174,30 +227,31 @@ def main(argv=None):
         ypos = np.concatenate([ypos] + [e["position"] for e in tr])
     print(f"train {len(ytr)}  val {len(yva)}  ({time.time() - t0:.0f}s loading)")
 
-    model = KaryoNet(args.arch)
+    model = KaryoNet(args.arch, pair_dim=args.pair_dim)
     if args.init:
         missing, unexpected = model.load_state_dict(torch.load(args.init, map_location="cpu"), strict=False)
-        assert not unexpected and all(k.split(".")[0] in ("arm", "position") for k in missing), \
+        assert not unexpected and all(k.split(".")[0] in ("arm", "position", "homolog") for k in missing), \
             (missing, unexpected)
     model.to(args.device)
     teachers = [load_teacher(t).to(args.device) for t in args.teacher]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
     n_epoch = int(round(n_normal * args.normal_frac)) + len(ytr) - n_normal
-    steps = max(1, args.epochs) * math.ceil(n_epoch / args.batch)
+    steps = max(8, max(1, args.epochs) * math.ceil(n_epoch / args.batch))  # OneCycleLR needs a few
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.25)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
-    Xtr, Str, Ytr = (torch.from_numpy(a).to(args.device) for a in (xtr, str_, ytr))
+    Xtr, Str, Ytr, Key = (torch.from_numpy(a).to(args.device) for a in (xtr, str_, ytr, cell_key))
     Ystr, Yarm, Ypos = (torch.from_numpy(a).to(args.device) for a in (ystr, yarm, ypos))
     owner = np.concatenate([np.full((d["split"] == "val").sum(), i) for i, d in enumerate(sets)])
     vmask = lambda d: d["split"] == "val"
 
     def val_identity(m):
         """(crop accuracy, cell-step accuracy) on val, each set weighing the same."""
-        lv, _ = predict(m, xva, sva)
+        lv, hv = identity_and_homolog(m, xva, sva)
         hit = lv.argmax(1) == yva
         crop = float(np.mean([hit[owner == i].mean() for i in range(len(sets))]))
         cell = float(np.mean([Mx.evaluate(lv[owner == i], yva[owner == i], d["cell"][vmask(d)],
-                                          per_class=False)["cell"]["accuracy"]
+                                          per_class=False, homolog=None if hv is None else hv[owner == i],
+                                          homolog_weight=args.homolog_weight)["cell"]["accuracy"]
                               for i, d in enumerate(sets)]))
         return lv, crop, cell
 
@@ -216,14 +270,17 @@ def main(argv=None):
             perm = idx_all[torch.randperm(len(idx_all), generator=g, device=args.device)]
         else:
             perm = torch.randperm(len(Ytr), generator=g, device=args.device)
+        if args.pair_dim:
+            batches = [torch.from_numpy(b).to(args.device)
+                       for b in cell_batches(cell_key, args.batch, np.random.default_rng([args.seed, ep]))]
+        else:
+            batches = [perm[i:i + args.batch] for i in range(0, len(perm), args.batch)]
         tl, tc, tn = 0.0, 0, 0
-        bar = tqdm(range(0, len(perm), args.batch), desc=f"epoch {ep + 1}/{args.epochs}",
-                   mininterval=5, file=sys.stdout)
-        for i in bar:
-            idx = perm[i:i + args.batch]
+        bar = tqdm(batches, desc=f"epoch {ep + 1}/{args.epochs}", mininterval=5, file=sys.stdout)
+        for idx in bar:
             x, s = augment(Xtr[idx], Str[idx], g, args.rotate)
             y = Ytr[idx]
-            li, ls, la, lp = model(x, s)
+            li, ls, la, lp, *homolog = model(x, s)
             if args.synth_events:
                 ys, ya, yp = Ystr[idx], Yarm[idx], Ypos[idx]
                 ab = ys > 0
@@ -236,6 +293,8 @@ def main(argv=None):
                 # structure head placeholder: every training crop is "normal" (index 0)
                 loss = F.cross_entropy(li, y, label_smoothing=0.05) + \
                     0.1 * F.cross_entropy(ls, torch.zeros_like(y), label_smoothing=0.05)
+            if args.pair_dim:
+                loss = loss + args.pair_loss_weight * homolog_loss(homolog[0], y, Key[idx], args.pair_temperature)
             if teachers:
                 with torch.no_grad():
                     teacher_logits = [t(x, s)[0] for t in teachers]
@@ -279,8 +338,9 @@ def main(argv=None):
         results[str(d["name"])] = {}
         for split in ("val", "test"):
             m = d["split"] == split
-            li, _ = predict(model, d["image"][m], d["size"][m])
-            results[str(d["name"])][split] = Mx.evaluate(li, d["label"][m], d["cell"][m])
+            li, hi = identity_and_homolog(model, d["image"][m], d["size"][m])
+            results[str(d["name"])][split] = Mx.evaluate(li, d["label"][m], d["cell"][m], homolog=hi,
+                                                         homolog_weight=args.homolog_weight)
     structure = None
     if args.synth_events:
         pf = lambda a, b: predict(model, a, b, all_outputs=True)

@@ -104,8 +104,9 @@ def graft(base_path, branch_path, stem_tensor, out_path):
     fed by the base's `stem_tensor`, `size` and `identity`."""
     base, branch = onnx.load(base_path), onnx.load(branch_path)
     g = base.graph
-    # keep only what `identity` needs from the base
-    need, keep = {"identity"}, []
+    # keep only what `identity` (and the homolog head, when there is one) needs from the base
+    kept_outputs = [o.name for o in g.output if o.name in ("identity", "homolog")]
+    need, keep = set(kept_outputs), []
     for n in reversed(g.node):
         if set(n.output) & need:
             keep.append(n)
@@ -128,7 +129,7 @@ def graft(base_path, branch_path, stem_tensor, out_path):
         o.name = rename[o.name]
         outputs[o.name] = o
     del g.output[:]
-    g.output.extend(outputs[k] for k in ["identity"] + BRANCH_OUTPUTS)
+    g.output.extend(outputs[k] for k in kept_outputs[:1] + BRANCH_OUTPUTS + kept_outputs[1:])
     del g.value_info[:]
     onnx.checker.check_model(base)
     onnx.save(base, out_path)
