@@ -310,7 +310,8 @@ def main(argv=None):
         vloss = F.cross_entropy(torch.from_numpy(lv), torch.from_numpy(yva)).item()
         h = dict(epoch=ep + 1, train_loss=tl / tn, train_acc=tc / tn, val_loss=vloss,
                  val_acc=vacc, val_cell_acc=vcell, time_s=time.time() - t0)
-        score = vacc
+        # a homolog head acts only through the cell step: choose those runs by it
+        score = vcell if args.pair_dim else vacc
         if args.synth_events:
             pf = lambda a, b: predict(model, a, b, all_outputs=True)
             _, sr = synth_eval(pf, sets, synth, "val", fpr=args.fpr)
