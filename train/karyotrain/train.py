@@ -187,8 +187,8 @@ def main(argv=None):
     ap.add_argument("--distill-weight", type=float, default=1.0)
     ap.add_argument("--distill-temperature", type=float, default=2.0)
     ap.add_argument("--pair-dim", type=int, default=0,
-                    help="add a homolog head of this size, trained within cells (batches of whole "
-                         "cells); the cell step then pairs homologs by it")
+                    help="add a homolog head of this size, trained within cells (crops batched "
+                         "cell by cell); the cell step then pairs homologs by it")
     ap.add_argument("--pair-loss-weight", type=float, default=1.0)
     ap.add_argument("--pair-temperature", type=float, default=0.1)
     ap.add_argument("--homolog-weight", type=float, default=1.0,
@@ -270,7 +270,7 @@ def main(argv=None):
             perm = idx_all[torch.randperm(len(idx_all), generator=g, device=args.device)]
         else:
             perm = torch.randperm(len(Ytr), generator=g, device=args.device)
-        if args.pair_dim:
+        if args.pair_dim:   # (`perm` above stays drawn: the documented runs' random stream)
             batches = [torch.from_numpy(b).to(args.device)
                        for b in cell_batches(cell_key, args.batch, np.random.default_rng([args.seed, ep]))]
         else:
