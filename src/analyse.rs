@@ -93,8 +93,9 @@ const MAX_SWAP_ROUNDS: usize = 64;
 fn pair_swaps(predictions: &[Prediction], classes: &mut [usize], n_classes: usize, weight: f64) {
     let n = classes.len();
     let nll = |i: usize, c: usize| -(predictions[i].identity[c].max(1e-12) as f64).ln();
+    // in f64, as the trainer computes it
     let cosine = |a: usize, b: usize| -> f64 {
-        predictions[a].homolog.iter().zip(&predictions[b].homolog).map(|(x, y)| (x * y) as f64).sum()
+        predictions[a].homolog.iter().zip(&predictions[b].homolog).map(|(&x, &y)| x as f64 * y as f64).sum()
     };
     let pair_cost = |members: &[usize]| match members {
         [a, b] => weight * (1.0 - cosine(*a, *b)),
