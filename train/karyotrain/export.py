@@ -148,7 +148,8 @@ def git_commit():
         return None
 
 
-def export_all(model, sets, args, hist, run_dir, train_seconds=0.0, structure=None):
+def export_all(model, sets, args, run_dir, best_epoch, train_seconds=0.0, structure=None):
+    """best_epoch: the epoch whose weights `model` holds (None when it was not trained here)."""
     os.makedirs(args.out, exist_ok=True)
     fpath = os.path.join(run_dir, f"{args.name}.float.onnx")
     qpath = os.path.join(args.out, f"{args.name}.onnx")
@@ -227,8 +228,7 @@ def export_all(model, sets, args, hist, run_dir, train_seconds=0.0, structure=No
                       data={str(d["name"]): {s: int((d["split"] == s).sum()) for s in ("train", "val", "test")}
                             for d in sets},
                       seed=args.seed, epochs=args.epochs, params=n_params(model),
-                      best_epoch=int(np.argmax([h["val_cell_acc" if args.pair_dim else "val_acc"]
-                                                 for h in hist]) + 1) if hist else None,
+                      best_epoch=best_epoch,
                       train_seconds=round(train_seconds), git_commit=git_commit()),
         structure_head=("trained on SYNTHETIC structural abnormalities (karyotrain.structural) and real "
                         "normal crops; abnormal when 1 - P(normal) > structure_threshold; arm and "

@@ -82,7 +82,7 @@ def cell_batches(keys, batch, rng):
     """Crops cell by cell, cells in random order, cut into batches of `batch` -> index arrays.
     The homolog term compares crops within a cell, so a batch holds cells, not scattered crops;
     a cell cut at a batch's edge only loses the pairs that straddle it. Equal batch sizes: three
-    whole cells per batch (a new shape each step) trained 1.27x slower per crop."""
+    whole cells per batch (a new shape each step) trained about 1.3x slower per crop."""
     members = np.argsort(keys, kind="stable")
     starts = np.searchsorted(keys[members], np.arange(keys.max() + 2))
     order = np.concatenate([members[starts[c]:starts[c + 1]] for c in rng.permutation(int(keys.max()) + 1)])
@@ -371,7 +371,7 @@ def main(argv=None):
         return
 
     from .export import export_all
-    export_all(model, sets, args, hist, run_dir, train_seconds=time.time() - t0, structure=structure)
+    export_all(model, sets, args, run_dir, best_epoch, train_seconds=time.time() - t0, structure=structure)
 
 
 if __name__ == "__main__":
