@@ -97,18 +97,20 @@ fn pair_swaps(predictions: &[Prediction], classes: &mut [usize], n_classes: usiz
     let cosine = |a: usize, b: usize| -> f64 {
         predictions[a].homolog.iter().zip(&predictions[b].homolog).map(|(&x, &y)| x as f64 * y as f64).sum()
     };
-    let pair_cost = |members: &[usize]| match members {
-        [a, b] => weight * (1.0 - cosine(*a, *b)),
-        _ => 0.0,
-    };
-    let swapped = |members: &[usize], from: usize, to: usize| -> Vec<usize> {
-        members.iter().map(|&k| if k == from { to } else { k }).collect()
-    };
     for _ in 0..MAX_SWAP_ROUNDS {
+        // partner[i]: the other object of i's class when the class holds exactly two
         let mut members = vec![Vec::new(); n_classes];
         for (k, &c) in classes.iter().enumerate() {
             members[c].push(k);
         }
+        let partner: Vec<Option<usize>> = (0..n)
+            .map(|i| match members[classes[i]][..] {
+                [a, b] => Some(if a == i { b } else { a }),
+                _ => None,
+            })
+            .collect();
+        // i taking j's place in its pair: w(1 − cos(i, partner)) becomes w(1 − cos(j, partner))
+        let gain = |i: usize, j: usize| partner[i].map_or(0.0, |p| weight * (cosine(i, p) - cosine(j, p)));
         let mut best = (-1e-9, None);
         for i in 0..n {
             for j in i + 1..n {
@@ -116,10 +118,7 @@ fn pair_swaps(predictions: &[Prediction], classes: &mut [usize], n_classes: usiz
                 if a == b {
                     continue;
                 }
-                let likelihood = nll(i, b) + nll(j, a) - nll(i, a) - nll(j, b);
-                let delta = likelihood + pair_cost(&swapped(&members[a], i, j)) + pair_cost(&swapped(&members[b], j, i))
-                    - pair_cost(&members[a])
-                    - pair_cost(&members[b]);
+                let delta = nll(i, b) + nll(j, a) - nll(i, a) - nll(j, b) + gain(i, j) + gain(j, i);
                 if delta < best.0 {
                     best = (delta, Some((i, j)));
                 }
