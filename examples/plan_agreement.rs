@@ -1,7 +1,7 @@
 //! How exact the `dequantized` execution plan is against the int8 graph run as-is, so the
 //! default plan is chosen on measurements:
 //! `cargo run --release --example plan_agreement -- [LABELLED_SET_DIR [SPLIT]]`
-//! (default /work/shared/data/pki3_gband, split test). Prints, for both plans, the largest logit
+//! (default ../shared/data/pki3_gband, split test). Prints, for both plans, the largest logit
 //! difference from onnxruntime's int8 outputs in tests/fixtures/parity, and over every crop of
 //! the labelled split: top-1 agreement between the plans, their largest logit difference, and
 //! each plan's crop and cell accuracy (the `karyoscreen eval` figures).
@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use karyoscreen::analyse::argmax;
-use karyoscreen::model::{Model, Plan};
-use karyoscreen::preprocess::{preprocess_crop, size_features};
+use karyoscreen::pipeline::analyse::argmax;
+use karyoscreen::pipeline::infer::{Model, Plan};
+use karyoscreen::pipeline::preprocess::{preprocess_crop, size_features};
 
 fn fixture(name: &str) -> Result<Vec<f32>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name);
@@ -26,7 +26,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let dir = PathBuf::from(args.first().map(String::as_str).unwrap_or("/work/shared/data/pki3_gband"));
+    let dir = PathBuf::from(args.first().map(String::as_str).unwrap_or("../shared/data/pki3_gband"));
     let split = args.get(1).cloned().unwrap_or_else(|| "test".into());
     let mut models = Vec::new();
     for plan in Plan::ALL {
@@ -94,7 +94,7 @@ fn main() -> Result<()> {
         100.0 * agree as f64 / crops.max(1) as f64
     );
     for (k, (plan, model)) in models.iter().enumerate() {
-        let report = karyoscreen::evaluate::evaluate(model, &dir, Some(&split))?;
+        let report = karyoscreen::tools::evaluate::evaluate(model, &dir, Some(&split))?;
         println!(
             "plan {plan:<11}: crop top-1 {:.4} (of preprocessed crops {:.4}), eval: per crop {:.4}, after cell step {:.4}",
             report.crop.accuracy,

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use karyoscreen::model::{inference_model, Plan};
+use karyoscreen::pipeline::infer::{inference_model, Plan};
 use tract_onnx::prelude::*;
 
 fn main() -> Result<()> {

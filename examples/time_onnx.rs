@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use karyoscreen::model::TypedRunnableModel;
+use karyoscreen::pipeline::infer::TypedRunnableModel;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 

@@ -1,35 +1,16 @@
 //! karyoscreen: chromosome-spread screening on a small Linux board.
 //!
-//! The modules are the pipeline, in order: capture → preprocess → segment → model (infer) →
-//! analyse → decide → indicate / record. `pipeline` strings them together for one frame.
-//! Everything that runs the model sits behind the default `inference` feature.
+//! A frame goes capture → segment → preprocess → infer → analyse → decide → indicate / record:
+//! - [`device`]: frame sources (`device::capture`), indicator LEDs (`device::indicate`), board
+//!   profiles and the run loop;
+//! - [`pipeline`]: the stages from a grey frame to a verdict, one module each;
+//! - [`integrity`]: the model card, signed model bundles, the audit record;
+//! - [`tools`]: case tally, evaluation, benchmarks, demo cells, PNG reports.
+//!
+//! Everything that runs the model sits behind the default `inference` feature, so the fuzz
+//! targets build the parsers and segmentation without tract.
 
-pub mod analyse;
-#[cfg(feature = "inference")]
-pub mod bench;
-pub mod board;
-#[cfg(feature = "inference")]
-pub mod bundle;
-pub mod capture;
-pub mod card;
-#[cfg(feature = "inference")]
-pub mod case;
-pub mod decide;
-pub mod demo;
-#[cfg(feature = "inference")]
-pub mod evaluate;
-pub mod indicate;
-#[cfg(feature = "inference")]
-pub mod model;
-#[cfg(feature = "inference")]
+pub mod device;
+pub mod integrity;
 pub mod pipeline;
-pub mod preprocess;
-#[cfg(feature = "inference")]
-pub mod record;
-#[cfg(feature = "inference")]
-pub mod run;
-#[cfg(feature = "inference")]
-pub mod report;
-pub mod segment;
-#[cfg(feature = "inference")]
-pub mod service;
+pub mod tools;

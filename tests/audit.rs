@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use karyoscreen::record::record_files;
-use rand::{rngs::SmallRng, Rng, SeedableRng};
+use karyoscreen::integrity::record::record_files;
+use rand::{rngs::SmallRng, RngExt, SeedableRng};
 
 mod common;
 
@@ -61,8 +61,9 @@ fn small_frames(dir: &Path, n: usize) -> PathBuf {
 /// Starts `run` on the frames in `frames`; returns the child and its stdout lines as they come.
 fn start(record: &Path, frames: &Path, stderr: &Path, extra: &[&str]) -> (std::process::Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_karyoscreen"))
+        .args(["run", "--board", "generic", "--console-leds", "--hold", "1"])
         .args(record_args(record, MAX_BYTES))
-        .args(["run", "--board", "generic", "--console-leds", "--hold", "1", "--source"])
+        .arg("--source")
         .arg(frames)
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -140,7 +141,7 @@ fn sigkilled_writer_never_loses_an_acknowledged_record() {
         // (measured: the time between acknowledgements, longer on a loaded machine).
         let mut seen = Vec::new();
         let mut last = Instant::now();
-        let wanted = rng.gen_range(0..=4);
+        let wanted = rng.random_range(0..=4);
         while seen.len() < wanted {
             let line = lines.recv_timeout(Duration::from_secs(60)).expect("a frame within a minute");
             if let Some(a) = ack(&line) {
@@ -149,7 +150,7 @@ fn sigkilled_writer_never_loses_an_acknowledged_record() {
                 seen.push(a);
             }
         }
-        std::thread::sleep(frame_time.mul_f64(rng.gen_range(0.0..1.0)));
+        std::thread::sleep(frame_time.mul_f64(rng.random_range(0.0..1.0)));
         let _ = child.kill(); // SIGKILL on Unix
         child.wait().unwrap();
         // Lines printed before the kill are still in the pipe: they were acknowledgements too.
@@ -167,7 +168,7 @@ fn sigkilled_writer_never_loses_an_acknowledged_record() {
         // Every third round, a power cut mid-write: part of a line that was never acknowledged.
         if round % 3 == 1 {
             let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&record).unwrap();
-            let cut = rng.gen_range(1..200);
+            let cut = rng.random_range(1..200);
             let partial =
                 format!("{{\"kind\":\"cell\",\"seq\":{},\"time_unix_ms\":1,\"origin\":\"{}", u64::MAX, "x".repeat(cut));
             f.write_all(partial.as_bytes()).unwrap();
@@ -227,13 +228,13 @@ fn case_verdict_is_recorded_after_its_cells() {
     }
     let record = dir.join("audit.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_karyoscreen"))
-        .args(record_args(&record, karyoscreen::record::DEFAULT_MAX_BYTES))
         .arg("case")
+        .args(record_args(&record, karyoscreen::integrity::record::DEFAULT_MAX_BYTES))
         .arg(&frames)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (_, records) = read_records(&record, karyoscreen::record::DEFAULT_MAX_BYTES);
+    let (_, records) = read_records(&record, karyoscreen::integrity::record::DEFAULT_MAX_BYTES);
     assert_eq!(records.len(), 3, "two cells, then the case");
     let case = &records[2];
     assert_eq!(case["kind"], "case");

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use image::{DynamicImage, GrayImage, ImageFormat, Luma};
+use rand::{rngs::SmallRng, RngExt, SeedableRng};
 
 /// What a case must do.
 enum Expect {
@@ -49,17 +50,10 @@ fn args(list: &[&str]) -> Vec<String> {
 
 // --- fixture makers -----------------------------------------------------------------------
 
-/// Deterministic pseudo-random bytes (xorshift), so every run sees the same "random" input.
+/// Deterministic pseudo-random bytes, so every run sees the same "random" input.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut rng = SmallRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random()).collect()
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
@@ -181,12 +175,12 @@ fn gray(w: u32, h: u32, v: u8) -> DynamicImage {
 /// checks pass and what follows them is tested).
 fn bundle(dir: &Path, stem: &str, key: &Path, onnx: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
     let mut card: serde_json::Value = serde_json::from_str(include_str!("../models/karyoscreen.card.json")).unwrap();
-    card["onnx_sha256"] = karyoscreen::card::sha256_hex(onnx).into();
+    card["onnx_sha256"] = karyoscreen::integrity::card::sha256_hex(onnx).into();
     edit(&mut card);
     let path = dir.join(format!("{stem}.onnx"));
     std::fs::write(&path, onnx).unwrap();
     std::fs::write(dir.join(format!("{stem}.card.json")), card.to_string()).unwrap();
-    karyoscreen::bundle::sign(&path, key).unwrap();
+    karyoscreen::integrity::bundle::sign(&path, key).unwrap();
     path
 }
 
@@ -363,16 +357,16 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     add("no-led-line.toml", run_config(&no_led), err(&["no-led-line.toml", "needs a line name or an offset"]));
     add("board profile missing", run_config(&dir.join("nowhere.toml")), err(&["nowhere.toml", "cannot read board profile"]));
     add("board profile is a folder", run_config(&folder), err(&["folder.png", "cannot read board profile"]));
-    add("unknown built-in board", args(&["run", "--board", "toaster", "--console-leds"]), err(&["toaster", "no board named"]));
+    add("unknown built-in board", args(&["run", "--board", "toaster", "--console-leds"]), err(&["toaster", "possible values"]));
 
     // Models and cards.
     let models = case("models");
     let card = |stem: &str, text: &str| std::fs::write(models.join(format!("{stem}.card.json")), text).unwrap();
     let key = models.join("test-key");
-    karyoscreen::bundle::keygen(&key).unwrap();
-    let trusted = s(&karyoscreen::bundle::pub_path_for(&key));
+    karyoscreen::integrity::bundle::keygen(&key).unwrap();
+    let trusted = s(&karyoscreen::integrity::bundle::pub_path_for(&key));
     let on_model = |model: &Path| -> Vec<String> {
-        vec!["--trusted-key".into(), trusted.clone(), "--model".into(), s(model), "demo".into()]
+        vec!["demo".into(), "--trusted-key".into(), trusted.clone(), "--model".into(), s(model)]
     };
     add("model missing", on_model(&models.join("missing.onnx")), err(&["missing.onnx", "cannot read model"]));
     add("model is a folder", on_model(&folder), err(&["folder.png", "cannot read model"]));
@@ -414,7 +408,7 @@ fn build_cases(dir: &Path) -> Vec<Case> {
 
     // Signatures and trusted keys.
     let other_key = models.join("other-key");
-    karyoscreen::bundle::keygen(&other_key).unwrap();
+    karyoscreen::integrity::bundle::keygen(&other_key).unwrap();
     let m = bundle(&models, "foreign", &other_key, SHIPPED_ONNX, |_| {});
     add("bundle: signed by an untrusted key", on_model(&m), err(&["foreign.onnx", "not trusted"]));
     let m = bundle(&models, "unsigned", &key, SHIPPED_ONNX, |_| {});
@@ -429,8 +423,8 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     add("bundle: card edited after signing", on_model(&m), err(&["card-edited.onnx", "does not verify"]));
     let bad_pub = f("bad.pub", b"zz-not-hex\n");
     let good = bundle(&models, "good", &key, SHIPPED_ONNX, |_| {});
-    add("trusted key file malformed", args(&["--trusted-key", &s(&bad_pub), "--model", &s(&good), "demo"]), err(&["bad.pub"]));
-    add("trusted key file missing", args(&["--trusted-key", &s(&dir.join("gone.pub")), "--model", &s(&good), "demo"]), err(&["gone.pub"]));
+    add("trusted key file malformed", args(&["demo", "--trusted-key", &s(&bad_pub), "--model", &s(&good)]), err(&["bad.pub"]));
+    add("trusted key file missing", args(&["demo", "--trusted-key", &s(&dir.join("gone.pub")), "--model", &s(&good)]), err(&["gone.pub"]));
 
     // Labelled sets for eval.
     let set = |name: &str, labels: Option<&[u8]>| -> PathBuf {
@@ -467,8 +461,8 @@ fn build_cases(dir: &Path) -> Vec<Case> {
 
     // Outputs that cannot be written, demo frames that do not exist, bench on a bad frame.
     let frame = f("ok.png", &valid_png);
-    add("record into a folder", args(&["--record", &s(&folder), "analyze", &s(&frame)]), err(&["folder.png", "cannot open the record"]));
-    add("record in a missing folder", args(&["--record", &s(&dir.join("no-dir/r.jsonl")), "analyze", &s(&frame)]), err(&["r.jsonl", "cannot open the record"]));
+    add("record into a folder", args(&["analyze", "--record", &s(&folder), &s(&frame)]), err(&["folder.png", "cannot open the record"]));
+    add("record in a missing folder", args(&["analyze", "--record", &s(&dir.join("no-dir/r.jsonl")), &s(&frame)]), err(&["r.jsonl", "cannot open the record"]));
     add("report into a file", args(&["analyze", &s(&frame), "--report", &s(&plain)]), err(&["plain.png"]));
     add("demo frame 0", args(&["demo", "--write-frame", "0", "--out", &s(&dir.join("d.png"))]), err(&["demo frame 0 does not exist"]));
     add("demo frame 99", args(&["demo", "--write-frame", "99", "--out", &s(&dir.join("d.png"))]), err(&["demo frame 99 does not exist"]));

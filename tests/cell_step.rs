@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use karyoscreen::analyse::assign;
-use karyoscreen::card::{CellAssignment, Prediction};
+use karyoscreen::pipeline::analyse::assign;
+use karyoscreen::integrity::card::{CellAssignment, Prediction};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -24,7 +24,7 @@ fn demo_runs_every_frame_and_lights_leds() {
     assert!(out.status.success(), "demo failed: {}", stderr(&out));
     let text = stdout(&out);
     let frames = text.lines().filter(|l| l.starts_with("frame ")).count();
-    assert_eq!(frames, karyoscreen::demo::DEMO_CELLS.len(), "{text}");
+    assert_eq!(frames, karyoscreen::tools::demo::DEMO_CELLS.len(), "{text}");
     assert!(text.contains("LED ready"), "{text}");
     let summary = text.lines().find(|l| l.contains("detected karyotypes match")).expect("summary line");
     let matched: usize = summary.split('/').next().unwrap().trim().parse().unwrap();
@@ -94,13 +94,13 @@ fn a_model_that_does_not_match_its_card_is_refused() {
     bytes[last] ^= 0x01;
     std::fs::write(&onnx, bytes).unwrap();
     std::fs::copy(root.join("karyoscreen.card.json"), dir.join("m.card.json")).unwrap();
-    let out = karyoscreen(&["--model", onnx.to_str().unwrap(), "demo"]);
+    let out = karyoscreen(&["demo", "--model", onnx.to_str().unwrap()]);
     assert_clean_error(&out, "m.onnx");
     assert!(stderr(&out).contains("sha256"), "{}", stderr(&out));
 
     let lonely = dir.join("lonely.onnx");
     std::fs::copy(root.join("karyoscreen.onnx"), &lonely).unwrap();
-    assert_clean_error(&karyoscreen(&["--model", lonely.to_str().unwrap(), "demo"]), "lonely.card.json");
+    assert_clean_error(&karyoscreen(&["demo", "--model", lonely.to_str().unwrap()]), "lonely.card.json");
 }
 
 #[test]
@@ -149,11 +149,11 @@ fn bench_takes_a_plan_and_threads_and_saves_inputs() {
 fn record_keeps_one_parseable_line_per_cell() {
     let dir = scratch("record");
     let record = dir.join("results.jsonl");
-    let out = karyoscreen(&["--record", record.to_str().unwrap(), "demo"]);
+    let out = karyoscreen(&["demo", "--record", record.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = std::fs::read_to_string(&record).unwrap();
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), karyoscreen::demo::DEMO_CELLS.len());
+    assert_eq!(lines.len(), karyoscreen::tools::demo::DEMO_CELLS.len());
     for line in &lines {
         assert_eq!(line["model_sha256"].as_str().unwrap().len(), 64);
         assert_eq!(line["frame_sha256"].as_str().unwrap().len(), 64);

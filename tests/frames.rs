@@ -3,11 +3,11 @@
 //! blur, debris, a nucleus).
 
 use image::{GrayImage, Luma};
-use karyoscreen::decide::Verdict;
-use karyoscreen::demo::{render_cell, DEMO_CELLS};
-use karyoscreen::model::Model;
+use karyoscreen::pipeline::decide::Verdict;
+use karyoscreen::tools::demo::{render_cell, DEMO_CELLS};
+use karyoscreen::pipeline::infer::Model;
 use karyoscreen::pipeline::{CellResult, Pipeline};
-use karyoscreen::run::frame_quality;
+use karyoscreen::device::run::frame_quality;
 
 fn pipeline() -> Pipeline {
     Pipeline::new(Model::embedded().unwrap())
@@ -43,7 +43,7 @@ fn bright_on_dark_frames_are_read_like_dark_on_bright() {
     let frame = demo_frame(&p, 1);
     let inverted = map(&frame, |_, _, v| 255.0 - v);
     let result = p.analyse(&inverted).unwrap();
-    assert_eq!(result.polarity, karyoscreen::preprocess::Polarity::LightOnDark);
+    assert_eq!(result.polarity, karyoscreen::pipeline::preprocess::Polarity::LightOnDark);
     assert_reads(&result, "47,XY,+21", "inverted frame");
 }
 
@@ -113,8 +113,8 @@ fn blur_lowers_the_focus_measure_the_quality_gate_uses() {
     let blurred = image::imageops::blur(&frame, 4.0);
     let (sharp, _) = frame_quality(&frame);
     let (soft, _) = frame_quality(&blurred);
-    assert!(soft < karyoscreen::run::RunOptions::default().min_focus, "blurred focus {soft}");
-    assert!(sharp > 2.0 * karyoscreen::run::RunOptions::default().min_focus, "sharp focus {sharp}");
+    assert!(soft < karyoscreen::device::run::RunOptions::default().min_focus, "blurred focus {soft}");
+    assert!(sharp > 2.0 * karyoscreen::device::run::RunOptions::default().min_focus, "sharp focus {sharp}");
     let mildly = image::imageops::blur(&frame, 1.0);
     assert_eq!(p.analyse(&mildly).unwrap().count, 46);
 }
@@ -126,7 +126,7 @@ fn touching_chromosomes_are_split_or_never_pass_as_normal() {
     let touching = 6;
     // Each of the last six chromosomes as close to an earlier one as it comes without sharing a
     // pixel, tip to tip at 45°: one blob to a threshold that bridges a pixel's gap.
-    let frame = karyoscreen::demo::render_cell_touching(karyotype, &p.model.card.class_stats, 7, touching, 0)
+    let frame = karyoscreen::tools::demo::render_cell_touching(karyotype, &p.model.card.class_stats, 7, touching, 0)
         .unwrap();
     let ink = GrayImage::from_fn(frame.width(), frame.height(), |x, y| {
         Luma([if frame.get_pixel(x, y)[0] < 200 { 255 } else { 0 }])

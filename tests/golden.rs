@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use karyoscreen::preprocess::{preprocess_crop, size_features, Polarity, PreprocessParams, Prepared};
+use karyoscreen::pipeline::preprocess::{preprocess_crop, size_features, Polarity, PreprocessParams, Prepared};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -47,7 +47,7 @@ fn rust_preprocessing_matches_the_trainers_golden_vectors() {
     let mut prepared: Vec<Prepared> = Vec::new();
     for case in &manifest.images {
         let image = image::open(golden_dir().join(&case.file)).unwrap().to_luma8();
-        let detected = karyoscreen::preprocess::detect_polarity(&image, manifest.params.polarity_threshold);
+        let detected = karyoscreen::pipeline::preprocess::detect_polarity(&image, manifest.params.polarity_threshold);
         assert_eq!(detected, case.polarity, "{}: polarity", case.file);
         let ours = preprocess_crop(&image, None, &manifest.params).unwrap();
         assert_eq!(ours.area, case.area, "{}: mask area", case.file);

@@ -64,10 +64,10 @@ fn the_shipped_bundle_verifies_under_the_release_key() {
     assert_ok(&out);
     let text = stdout(&out);
     assert!(text.contains("release key"), "{text}");
-    let sha = karyoscreen::card::sha256_hex(&std::fs::read(shipped("onnx")).unwrap());
+    let sha = karyoscreen::integrity::card::sha256_hex(&std::fs::read(shipped("onnx")).unwrap());
     assert!(text.contains(&sha), "{text}");
-    let release = karyoscreen::bundle::parse_public_key(karyoscreen::bundle::RELEASE_PUBLIC_KEY).unwrap();
-    assert!(text.contains(&karyoscreen::bundle::key_id(&release)), "{text}");
+    let release = karyoscreen::integrity::bundle::parse_public_key(karyoscreen::integrity::bundle::RELEASE_PUBLIC_KEY).unwrap();
+    assert!(text.contains(&karyoscreen::integrity::bundle::key_id(&release)), "{text}");
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn a_flipped_model_byte_is_refused() {
     bytes[1000] ^= 0x10;
     std::fs::write(&onnx, bytes).unwrap();
     assert_refused(&karyoscreen(&["model", "verify", s(&onnx)]), "m.onnx", "sha256");
-    assert_refused(&karyoscreen(&["--model", s(&onnx), "demo"]), "m.onnx", "does not match its card");
+    assert_refused(&karyoscreen(&["demo", "--model", s(&onnx)]), "m.onnx", "does not match its card");
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn a_changed_card_is_refused_even_with_the_sha_kept() {
     assert_ne!(card, changed);
     std::fs::write(&card_path, changed).unwrap();
     assert_refused(&karyoscreen(&["model", "verify", s(&onnx)]), "m.onnx", "does not verify");
-    assert_refused(&karyoscreen(&["--model", s(&onnx), "demo"]), "m.onnx", "card was changed after signing");
+    assert_refused(&karyoscreen(&["demo", "--model", s(&onnx)]), "m.onnx", "card was changed after signing");
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn a_missing_signature_is_refused() {
     let dir = scratch("unsigned");
     let onnx = copy_bundle(&dir, "m", false);
     assert_refused(&karyoscreen(&["model", "verify", s(&onnx)]), "m.sig", "missing signature");
-    assert_refused(&karyoscreen(&["--model", s(&onnx), "demo"]), "m.sig", "missing signature");
+    assert_refused(&karyoscreen(&["demo", "--model", s(&onnx)]), "m.sig", "missing signature");
 }
 
 #[test]
@@ -119,21 +119,21 @@ fn an_untrusted_key_is_refused_until_trusted() {
     assert!(dir.join("m.sig").exists());
 
     assert_refused(&karyoscreen(&["model", "verify", s(&onnx)]), "m.onnx", "not trusted");
-    assert_refused(&karyoscreen(&["--model", s(&onnx), "demo"]), &id, "not trusted");
+    assert_refused(&karyoscreen(&["demo", "--model", s(&onnx)]), &id, "not trusted");
 
-    let out = karyoscreen(&["--trusted-key", s(&public), "model", "verify", s(&onnx)]);
+    let out = karyoscreen(&["model", "verify", "--trusted-key", s(&public), s(&onnx)]);
     assert_ok(&out);
     assert!(stdout(&out).contains(&id), "{}", stdout(&out));
 
     let frame = dir.join("frame.png");
     assert_ok(&karyoscreen(&["demo", "--write-frame", "1", "--out", s(&frame)]));
-    let out = karyoscreen(&["--model", s(&onnx), "--trusted-key", s(&public), "analyze", s(&frame), "--json"]);
+    let out = karyoscreen(&["analyze", "--model", s(&onnx), "--trusted-key", s(&public), s(&frame), "--json"]);
     assert_ok(&out);
 
     // A key file that is not one is a clear error too.
     let junk = dir.join("junk.pub");
     std::fs::write(&junk, "not a key\n").unwrap();
-    assert_refused(&karyoscreen(&["--trusted-key", s(&junk), "model", "verify", s(&onnx)]), "junk.pub", "public key");
+    assert_refused(&karyoscreen(&["model", "verify", "--trusted-key", s(&junk), s(&onnx)]), "junk.pub", "public key");
 }
 
 #[test]
@@ -147,8 +147,8 @@ fn install_twice_then_rollback() {
     // Version 1: the shipped bundle (release key).
     let one = copy_bundle(&dir, "one", true);
     assert_ok(&karyoscreen(&["model", "install", s(&one), "--dir", s(&models)]));
-    let first = karyoscreen::bundle::read_link(&models, "current").unwrap().expect("current link");
-    assert!(karyoscreen::bundle::read_link(&models, "previous").unwrap().is_none());
+    let first = karyoscreen::integrity::bundle::read_link(&models, "current").unwrap().expect("current link");
+    assert!(karyoscreen::integrity::bundle::read_link(&models, "previous").unwrap().is_none());
 
     // Version 2: same ONNX, a card that says so, signed by a second (trusted) key.
     let two_dir = dir.join("two");
@@ -160,43 +160,43 @@ fn install_twice_then_rollback() {
     assert_ok(&karyoscreen(&["model", "sign", "--key", s(&key), s(&two)]));
     // Not trusted: refused, nothing switched.
     assert_refused(&karyoscreen(&["model", "install", s(&two), "--dir", s(&models)]), "karyoscreen.onnx", "not trusted");
-    assert_eq!(karyoscreen::bundle::read_link(&models, "current").unwrap().as_deref(), Some(first.as_str()));
-    let out = karyoscreen(&["--trusted-key", s(&public), "model", "install", s(&two), "--dir", s(&models)]);
+    assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "current").unwrap().as_deref(), Some(first.as_str()));
+    let out = karyoscreen(&["model", "install", "--trusted-key", s(&public), s(&two), "--dir", s(&models)]);
     assert_ok(&out);
-    let second = karyoscreen::bundle::read_link(&models, "current").unwrap().unwrap();
+    let second = karyoscreen::integrity::bundle::read_link(&models, "current").unwrap().unwrap();
     assert_ne!(first, second);
-    assert_eq!(karyoscreen::bundle::read_link(&models, "previous").unwrap().as_deref(), Some(first.as_str()));
+    assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "previous").unwrap().as_deref(), Some(first.as_str()));
     for version in [&first, &second] {
         for ext in ["onnx", "card.json", "sig"] {
             assert!(models.join(version).join(format!("karyoscreen.{ext}")).is_file(), "{version} lacks {ext}");
         }
     }
     // Installing the current one again changes nothing.
-    assert_ok(&karyoscreen(&["--trusted-key", s(&public), "model", "install", s(&two), "--dir", s(&models)]));
-    assert_eq!(karyoscreen::bundle::read_link(&models, "previous").unwrap().as_deref(), Some(first.as_str()));
+    assert_ok(&karyoscreen(&["model", "install", "--trusted-key", s(&public), s(&two), "--dir", s(&models)]));
+    assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "previous").unwrap().as_deref(), Some(first.as_str()));
 
     // The runtime runs from DIR/current.
     let current = models.join("current").join("karyoscreen.onnx");
     let frame = dir.join("frame.png");
     assert_ok(&karyoscreen(&["demo", "--write-frame", "2", "--out", s(&frame)]));
-    let out = karyoscreen(&["--model", s(&current), "--trusted-key", s(&public), "analyze", s(&frame), "--json"]);
+    let out = karyoscreen(&["analyze", "--model", s(&current), "--trusted-key", s(&public), s(&frame), "--json"]);
     assert_ok(&out);
     let result: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(result["count"].as_u64().unwrap() > 40);
 
     // Rollback: current back to the first, the second kept as previous; and back again.
-    assert_ok(&karyoscreen(&["--trusted-key", s(&public), "model", "rollback", "--dir", s(&models)]));
-    assert_eq!(karyoscreen::bundle::read_link(&models, "current").unwrap().as_deref(), Some(first.as_str()));
-    assert_eq!(karyoscreen::bundle::read_link(&models, "previous").unwrap().as_deref(), Some(second.as_str()));
+    assert_ok(&karyoscreen(&["model", "rollback", "--trusted-key", s(&public), "--dir", s(&models)]));
+    assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "current").unwrap().as_deref(), Some(first.as_str()));
+    assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "previous").unwrap().as_deref(), Some(second.as_str()));
     assert!(models.join(&second).join("karyoscreen.onnx").is_file());
     let out = karyoscreen(&["model", "verify", s(&current)]);
     assert_ok(&out);
     assert!(stdout(&out).contains("release key"), "{}", stdout(&out));
-    assert_ok(&karyoscreen(&["--model", s(&current), "analyze", s(&frame)]));
+    assert_ok(&karyoscreen(&["analyze", "--model", s(&current), s(&frame)]));
 
     // Rolling back to a bundle whose key is no longer trusted is refused, nothing switched.
     assert_refused(&karyoscreen(&["model", "rollback", "--dir", s(&models)]), "karyoscreen.onnx", "not trusted");
-    assert_eq!(karyoscreen::bundle::read_link(&models, "current").unwrap().as_deref(), Some(first.as_str()));
+    assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "current").unwrap().as_deref(), Some(first.as_str()));
 
     // A tampered installed file is refused at run time.
     let installed = models.join(&first).join("karyoscreen.onnx");
@@ -204,7 +204,7 @@ fn install_twice_then_rollback() {
     bytes[500] ^= 1;
     let _ = std::fs::set_permissions(&installed, std::os::unix::fs::PermissionsExt::from_mode(0o644));
     std::fs::write(&installed, bytes).unwrap();
-    assert_refused(&karyoscreen(&["--model", s(&current), "analyze", s(&frame)]), "karyoscreen.onnx", "sha256");
+    assert_refused(&karyoscreen(&["analyze", "--model", s(&current), s(&frame)]), "karyoscreen.onnx", "sha256");
 
     // No previous to roll back to in a fresh folder.
     let empty = dir.join("empty");

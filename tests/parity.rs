@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use karyoscreen::analyse::argmax;
-use karyoscreen::model::{Model, Plan};
+use karyoscreen::pipeline::analyse::argmax;
+use karyoscreen::pipeline::infer::{Model, Plan};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -9,13 +9,13 @@ use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 
 use embedded_hal::digital::{ErrorType, OutputPin};
-use karyoscreen::capture::{Frame, FrameSource};
-use karyoscreen::decide::Verdict;
-use karyoscreen::demo::{render_cell, DEMO_CELLS};
-use karyoscreen::indicate::{Led, Panel};
-use karyoscreen::model::Model;
+use karyoscreen::device::capture::{CaptureError, Frame, FrameSource};
+use karyoscreen::pipeline::decide::Verdict;
+use karyoscreen::tools::demo::{render_cell, DEMO_CELLS};
+use karyoscreen::device::indicate::{Led, Panel};
+use karyoscreen::pipeline::infer::Model;
 use karyoscreen::pipeline::Pipeline;
-use karyoscreen::run::{run, RunEvents, RunOptions};
+use karyoscreen::device::run::{run, RunEvents, RunOptions};
 
 struct MockPin(Rc<RefCell<Vec<bool>>>);
 
@@ -41,10 +41,10 @@ struct Script {
 }
 
 impl FrameSource for Script {
-    fn next_frame(&mut self) -> anyhow::Result<Option<Frame>> {
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
         match self.steps.pop_front() {
             None => Ok(None),
-            Some(None) => anyhow::bail!("camera unplugged"),
+            Some(None) => Err(CaptureError::Source(anyhow::anyhow!("camera unplugged"))),
             Some(Some(image)) => Ok(Some(Frame { image, origin: "script".into() })),
         }
     }
@@ -122,7 +122,7 @@ struct StopsDuringTheFrame<'a> {
 }
 
 impl FrameSource for StopsDuringTheFrame<'_> {
-    fn next_frame(&mut self) -> anyhow::Result<Option<Frame>> {
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(self.frame.take().map(|image| Frame { image, origin: "script".into() }))
     }
@@ -139,6 +139,35 @@ fn a_stop_during_a_frame_ends_the_loop_before_the_cell_is_analysed() {
     let summary =
         run(&mut source, &pipeline, &mut panel, None, &RunOptions::default(), &stop, &mut Seen::default()).unwrap();
     assert_eq!((summary.frames, summary.analysed, summary.shown), (1, 0, 0));
+    for (led, history) in Led::ALL.iter().zip(&levels) {
+        assert_eq!(history.borrow().last(), Some(&false), "{} must end off", led.name());
+    }
+}
+
+/// Hands out its frames, then fails the way a bug does: by panicking.
+struct PanicsWhenEmpty(VecDeque<image::GrayImage>);
+
+impl FrameSource for PanicsWhenEmpty {
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+        let image = self.0.pop_front().expect("the script ran out");
+        Ok(Some(Frame { image, origin: "script".into() }))
+    }
+}
+
+#[test]
+fn a_verdict_shown_does_not_stay_lit_when_the_loop_dies() {
+    let pipeline = Pipeline::new(Model::embedded().unwrap());
+    let frame = render_cell(DEMO_CELLS[0].0, &pipeline.model.card.class_stats, 0).unwrap();
+    let mut source = PanicsWhenEmpty(VecDeque::from([frame]));
+    let levels: Vec<Rc<RefCell<Vec<bool>>>> = (0..6).map(|_| Rc::default()).collect();
+    let mut panel = Panel::new(std::array::from_fn(|i| MockPin(levels[i].clone())), false).unwrap();
+    let options = RunOptions { hold: 1, ..RunOptions::default() };
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(&mut source, &pipeline, &mut panel, None, &options, &AtomicBool::new(false), &mut Seen::default())
+    }));
+    assert!(died.is_err(), "the source's panic ends the loop");
+    let normal = &levels[Led::ALL.iter().position(|&l| l == Led::Normal).unwrap()];
+    assert!(normal.borrow().contains(&true), "the verdict was shown before the loop died");
     for (led, history) in Led::ALL.iter().zip(&levels) {
         assert_eq!(history.borrow().last(), Some(&false), "{} must end off", led.name());
     }

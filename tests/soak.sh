@@ -10,8 +10,8 @@ bin=${2:-target/release/karyoscreen}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 start=$(date +%s)
-"$bin" --record "$work/record.jsonl" --record-max-bytes 4000000 --record-keep 3 \
-    run --board generic --source demo --console-leds --max-frames "$frames" >"$work/out.txt" 2>"$work/err.txt" &
+"$bin" run --board generic --source demo --console-leds --max-frames "$frames" \
+    --record "$work/record.jsonl" --record-max-bytes 4000000 --record-keep 3 >"$work/out.txt" 2>"$work/err.txt" &
 pid=$!
 : >"$work/rss.txt"
 while kill -0 "$pid" 2>/dev/null; do

@@ -5,9 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use karyoscreen::capture::frame_from_bytes;
-use karyoscreen::preprocess::{preprocess_crop, PreprocessParams};
-use karyoscreen::segment::{segment, SegmentParams};
+use karyoscreen::device::capture::frame_from_bytes;
+use karyoscreen::pipeline::preprocess::{preprocess_crop, PreprocessParams};
+use karyoscreen::pipeline::segment::{segment, SegmentParams};
 
 /// Frames with more pixels than this are decoded but not segmented here: large frames are
 /// covered by tests/bad_input.rs; the fuzzer spends its time on many small ones.

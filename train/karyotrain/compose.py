@@ -5,7 +5,7 @@ rotated to a random angle (whole: rotated with expand, the corners filled with b
 placed so that no two boxes touch, on a canvas of the set's polarity background (white for
 G-band, black for Q-band, at the level of the crops' own border medians), with mild noise.
 
-    python -m karyotrain.compose --data /work/shared/data/pki3_gband --split test \
+    python -m karyotrain.compose --data ../shared/data/pki3_gband --split test \
         --out train/runs/frames/pki3_gband
 
 Writes `<cell_id>.png` per cell and `truth.json`:

@@ -81,8 +81,8 @@ def main(argv=None):
         cell = os.path.splitext(name)[0]
         if cell not in truth:
             continue
-        cmd = [args.binary] + (["--model", args.model] if args.model else []) + \
-              ["analyze", os.path.join(args.frames, name), "--json"]
+        cmd = [args.binary, "analyze", os.path.join(args.frames, name), "--json"] + \
+              (["--model", args.model] if args.model else [])
         run = subprocess.run(cmd, capture_output=True, text=True)
         if run.returncode != 0:
             failures.append(dict(cell=cell, error=run.stderr.strip()))

@@ -116,7 +116,7 @@ def time_cells(sess, images, sizes, cells, rounds):
 
 
 def bench_tract(binary, model, plan, threads, rounds, save_inputs=None):
-    cmd = [binary, "--model", model, "bench", "--json", "--plan", plan, "--threads", str(threads),
+    cmd = [binary, "bench", "--model", model, "--json", "--plan", plan, "--threads", str(threads),
            "--rounds", str(rounds)]
     if save_inputs:
         cmd += ["--save-inputs", save_inputs]

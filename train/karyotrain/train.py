@@ -1,6 +1,6 @@
 """Train the karyoscreen classifier, evaluate it, export int8 ONNX and write the model card.
 
-python -m karyotrain.train --data /work/shared/data/pki3_gband --data /work/shared/data/bioimlab_qband \
+python -m karyotrain.train --data ../shared/data/pki3_gband --data ../shared/data/bioimlab_qband \
     --out ../models --name karyoscreen --epochs 14 --seed 0
 """
 import argparse

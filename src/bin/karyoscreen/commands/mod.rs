@@ -1,0 +1,89 @@
+//! One file per subcommand, each with its arguments and `exec`; the options several share are
+//! here.
+
+pub mod analyze;
+pub mod bench;
+pub mod case;
+pub mod demo;
+pub mod eval;
+pub mod model;
+pub mod run;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use karyoscreen::device::capture::Frame;
+use karyoscreen::integrity::bundle::Trust;
+use karyoscreen::integrity::record::{RecordOptions, Recorder, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
+use karyoscreen::pipeline::infer::Model;
+use karyoscreen::pipeline::{CellResult, Pipeline};
+
+/// Which model runs, and whose signatures are accepted.
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// Signed model bundle to use instead of the built-in one: the ONNX file, with
+    /// `<stem>.card.json` and `<stem>.sig` beside it.
+    #[arg(long, value_name = "MODEL.onnx")]
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    /// Also accept bundles signed by this ed25519 public key (a `.pub` file from
+    /// `model keygen`); repeatable. The release key is always accepted.
+    #[arg(long = "trusted-key", value_name = "KEY.pub")]
+    pub trusted_keys: Vec<PathBuf>,
+}
+
+impl TrustArgs {
+    pub fn trust(&self) -> Result<Trust> {
+        Trust::with_key_files(&self.trusted_keys)
+    }
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<Model> {
+        match &self.model {
+            Some(path) => Model::from_path(path, &self.trust.trust()?),
+            None => Model::embedded(),
+        }
+    }
+}
+
+/// The audit record.
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// Append every analysed cell (and case verdict) as one JSON line to FILE, synced to disk
+    /// before the result is shown.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Rotate the record (FILE → FILE.1 → …) before a line would take it past this size.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BYTES, requires = "record",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub record_max_bytes: u64,
+    /// Record files kept, FILE included; the oldest is dropped.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_KEEP as u64, requires = "record",
+          value_parser = clap::value_parser!(u64).range(2..=1000))]
+    pub record_keep: u64,
+}
+
+impl RecordArgs {
+    pub fn open(&self) -> Result<Option<Recorder>> {
+        let options = RecordOptions { max_bytes: self.record_max_bytes, keep: self.record_keep as usize };
+        self.record.as_deref().map(|path| Recorder::open_with(path, options)).transpose()
+    }
+}
+
+/// Analyses one frame and records it before anything is shown: what callers print after this
+/// returns comes after the record is on stable storage.
+pub fn analyse_and_record(pipeline: &Pipeline, frame: &Frame, recorder: Option<&mut Recorder>) -> Result<CellResult> {
+    let result = pipeline.analyse(&frame.image)?;
+    if let Some(recorder) = recorder {
+        recorder.cell(&frame.origin, &frame.image, &pipeline.model, &pipeline.thresholds, &result)?;
+    }
+    Ok(result)
+}

@@ -1,0 +1,107 @@
+//! The `karyoscreen` command line: one file per subcommand under `commands/`.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+
+use commands::{analyze, bench, case, demo, eval, model, run};
+
+/// Screens chromosome spreads: finds the chromosomes in a metaphase frame, classifies them,
+/// builds the karyotype and lights the matching indicator. A screening aid: a person signs off.
+#[derive(Parser)]
+#[command(version, about, after_help = "Start with `karyoscreen demo`; `karyoscreen <command> --help` shows each command's options.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the built-in demo cells through the whole pipeline, with console LEDs.
+    Demo(demo::DemoArgs),
+    /// Analyse one frame (PNG, JPEG, TIFF, BMP) and print the cell's karyotype and verdict.
+    Analyze(analyze::AnalyzeArgs),
+    /// Analyse every frame in a folder as the cells of one case and tally them as a lab does:
+    /// modal number, clones, mosaicism, case verdict with reasons.
+    Case(case::CaseArgs),
+    /// The device's run loop: frames from the board's camera (or --source), verdicts on its LEDs.
+    Run(run::RunArgs),
+    /// Per-stage latency, start-up time and peak memory over repeated analyses.
+    Bench(bench::BenchArgs),
+    /// Evaluate the model through this runtime on a labelled set (DIR/labels.csv + images).
+    Eval(eval::EvalArgs),
+    /// Model bundles (ONNX + card + signature): keys, signing, verifying, install, rollback.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+}
+
+/// Frames come one after another with the same large working buffers (labelling alone takes
+/// 16 bytes a pixel). glibc's adaptive thresholds hand such blocks back to the kernel after
+/// each frame and fault them in again, which cost about half of segmentation's time; fixed
+/// thresholds keep them in the heap for the next frame (peak memory: one frame's).
+#[cfg(target_env = "gnu")]
+fn keep_frame_buffers() {
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+/// The static musl build has no such knobs.
+#[cfg(not(target_env = "gnu"))]
+fn keep_frame_buffers() {}
+
+/// One line on stderr, whatever a library's message holds (some decoders' errors span lines).
+fn report(message: &str) {
+    let line: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    eprintln!("karyoscreen: {}", line.join(" "));
+}
+
+fn main() -> ExitCode {
+    // Like other Unix filters: a closed pipe (`karyoscreen demo | head`) ends us quietly.
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    keep_frame_buffers();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            // clap's message is "error: …" (with possible values, if any), then a usage block
+            // and a hint: keep the message.
+            let text = e.render().to_string();
+            let message = text.split("\n\n").next().unwrap_or_default().trim_start_matches("error: ");
+            report(&format!("{message} (see --help)"));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Demo(args) => demo::exec(args),
+        Command::Analyze(args) => analyze::exec(args),
+        Command::Case(args) => case::exec(args),
+        Command::Run(args) => run::exec(args),
+        Command::Bench(args) => bench::exec(args),
+        Command::Eval(args) => eval::exec(args),
+        Command::Model(action) => model::exec(action),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            report(&format!("{err:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! What must not be silently wrong: the model card, signed model bundles (which model runs, and
+//! who made it), and the audit record of every result.
+
+#[cfg(feature = "inference")]
+pub mod bundle;
+pub mod card;
+#[cfg(feature = "inference")]
+pub mod record;

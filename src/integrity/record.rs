@@ -1,0 +1,489 @@
+//! The record (audit trail): one JSON line per analysed cell (`"kind":"cell"`) and per case
+//! verdict (`"kind":"case"`), appended to FILE.
+//!
+//! Guarantees, for a power cut or a kill at any moment:
+//! - A record is acknowledged (the append returns its sequence number) only after its one
+//!   `write` and the `fdatasync` that follows have returned: an acknowledged record survives.
+//! - Every line parses: a line cut short by a crash was never acknowledged, and the next open
+//!   truncates it away (with a warning) before writing.
+//! - `seq` rises by one per record, across restarts and rotations (recovered from the last line
+//!   on open), so a reader can prove that nothing between two records is missing.
+//! - Size bound: a record that would take FILE past `max_bytes` first rotates
+//!   FILE → FILE.1 → FILE.2 …, keeping `keep` files in all (FILE included; the oldest is
+//!   dropped). A line never spans files; the directory is fsynced after every rename and
+//!   creation. Old data is never rewritten: appends and renames only, one fdatasync per record
+//!   (SD-card friendly). One writer per FILE at a time.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::tools::case::CaseReport;
+use crate::pipeline::decide::Thresholds;
+use crate::integrity::card::sha256_hex;
+use crate::pipeline::infer::Model;
+use crate::pipeline::CellResult;
+
+/// Rotate before a file passes 8 MiB …
+pub const DEFAULT_MAX_BYTES: u64 = 8 << 20;
+/// … and keep 8 files (FILE, FILE.1 … FILE.7): at most 64 MiB on the card.
+pub const DEFAULT_KEEP: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// A record that would take the current file past this many bytes goes to a new file.
+    pub max_bytes: u64,
+    /// Files kept, the current one included (at least 2).
+    pub keep: usize,
+}
+
+impl Default for RecordOptions {
+    fn default() -> Self {
+        RecordOptions { max_bytes: DEFAULT_MAX_BYTES, keep: DEFAULT_KEEP }
+    }
+}
+
+pub struct Recorder {
+    path: PathBuf,
+    file: File,
+    /// Bytes in the current file, all of them complete, synced lines.
+    size: u64,
+    /// The last sequence number written (0: none yet).
+    seq: u64,
+    options: RecordOptions,
+    /// Set when a failed append could not be undone: further appends are refused.
+    broken: bool,
+}
+
+/// What every line starts with.
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    kind: &'static str,
+    seq: u64,
+    time_unix_ms: u128,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+#[derive(Serialize)]
+struct CellRecord<'a> {
+    origin: &'a str,
+    frame_sha256: String,
+    model: &'a str,
+    model_sha256: &'a str,
+    card_version: u32,
+    thresholds: &'a Thresholds,
+    #[serde(flatten)]
+    result: &'a CellResult,
+}
+
+/// One frame of a case, as the case record names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseFrame {
+    pub origin: String,
+    pub frame_sha256: String,
+}
+
+#[derive(Serialize)]
+struct CaseRules {
+    count: usize,
+    analyse: usize,
+}
+
+#[derive(Serialize)]
+struct CaseRecord<'a> {
+    model: &'a str,
+    model_sha256: &'a str,
+    card_version: u32,
+    thresholds: &'a Thresholds,
+    case_rules: CaseRules,
+    frames: &'a [CaseFrame],
+    /// The case summary: counts, modal number, clones, karyotype, verdict, reasons, cells.
+    #[serde(flatten)]
+    report: &'a CaseReport,
+}
+
+/// The sha256 of a frame's 8-bit gray pixels, as the record names frames.
+pub fn frame_sha256(frame: &image::GrayImage) -> String {
+    sha256_hex(frame.as_raw())
+}
+
+/// FILE for `n == 0`, else FILE.n (FILE.1 the newest rotated file).
+pub fn rotated_path(path: &Path, n: usize) -> PathBuf {
+    if n == 0 {
+        return path.to_path_buf();
+    }
+    let mut name = path.as_os_str().to_os_string();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The record files that exist among the `keep` of FILE, oldest first (FILE last).
+pub fn record_files(path: &Path, keep: usize) -> Vec<PathBuf> {
+    (0..keep.max(1)).rev().map(|n| rotated_path(path, n)).filter(|p| p.is_file()).collect()
+}
+
+impl Recorder {
+    /// Opens FILE with the default size bound ([`RecordOptions::default`]).
+    pub fn open(path: &Path) -> Result<Recorder> {
+        Recorder::open_with(path, RecordOptions::default())
+    }
+
+    /// Opens FILE for appending: drops a torn last line left by a crash, recovers the sequence
+    /// number from the last record, creates FILE (and syncs its directory) if needed.
+    pub fn open_with(path: &Path, options: RecordOptions) -> Result<Recorder> {
+        if options.keep < 2 {
+            bail!("the record must keep at least 2 files (got {})", options.keep);
+        }
+        if options.max_bytes == 0 {
+            bail!("the record's size bound must be above 0 bytes");
+        }
+        let mut seq = None;
+        for n in 0..options.keep {
+            let file = rotated_path(path, n);
+            if !file.is_file() {
+                continue;
+            }
+            repair_torn_tail(&file)?;
+            if seq.is_none() {
+                seq = last_seq(&file)?;
+            }
+        }
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("{}: cannot open the record for appending", path.display()))?;
+        if !existed {
+            sync_dir(path)?;
+        }
+        let size = file.metadata().with_context(|| format!("{}: cannot stat the record", path.display()))?.len();
+        Ok(Recorder { path: path.to_path_buf(), file, size, seq: seq.unwrap_or(0), options, broken: false })
+    }
+
+    /// The sequence number of the last record written (0 if none ever was).
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Appends one cell; returns its sequence number once the line is on stable storage.
+    pub fn cell(
+        &mut self,
+        origin: &str,
+        frame: &image::GrayImage,
+        model: &Model,
+        thresholds: &Thresholds,
+        result: &CellResult,
+    ) -> Result<u64> {
+        let record = CellRecord {
+            origin,
+            frame_sha256: frame_sha256(frame),
+            model: &model.card.name,
+            model_sha256: &model.sha256,
+            card_version: model.card.card_version,
+            thresholds,
+            result,
+        };
+        self.append("cell", &record)
+    }
+
+    /// Appends one case verdict (the tally of `frames`, with the count/analyse rules it used);
+    /// returns its sequence number once the line is on stable storage.
+    pub fn case(
+        &mut self,
+        model: &Model,
+        thresholds: &Thresholds,
+        count: usize,
+        analyse: usize,
+        frames: &[CaseFrame],
+        report: &CaseReport,
+    ) -> Result<u64> {
+        let record = CaseRecord {
+            model: &model.card.name,
+            model_sha256: &model.sha256,
+            card_version: model.card.card_version,
+            thresholds,
+            case_rules: CaseRules { count, analyse },
+            frames,
+            report,
+        };
+        self.append("case", &record)
+    }
+
+    fn append<T: Serialize>(&mut self, kind: &'static str, body: &T) -> Result<u64> {
+        if self.broken {
+            bail!("{}: the record is unusable after a failed write; restart to recover it", self.path.display());
+        }
+        let seq = self.seq + 1;
+        let time_unix_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let mut line = serde_json::to_vec(&Envelope { kind, seq, time_unix_ms, body })?;
+        line.push(b'\n');
+        if self.size > 0 && self.size + line.len() as u64 > self.options.max_bytes {
+            self.rotate()?;
+        }
+        // One write of the whole line, then fdatasync: only then is the record acknowledged.
+        if let Err(error) = self.file.write_all(&line).and_then(|_| self.file.sync_data()) {
+            // Undo a partial line so that the file still ends on a complete record.
+            if self.file.set_len(self.size).and_then(|_| self.file.sync_data()).is_err() {
+                self.broken = true;
+            }
+            return Err(error).with_context(|| format!("{}: cannot write the record", self.path.display()));
+        }
+        self.size += line.len() as u64;
+        self.seq = seq;
+        Ok(seq)
+    }
+
+    /// FILE.(keep-2) → FILE.(keep-1) (dropping the oldest) … FILE → FILE.1, then a new FILE.
+    /// Only the files below the first gap move (a gap: a crash in an earlier rotation), which
+    /// fills it. Each rename is made durable before the next, so a crash at any point loses no
+    /// line and leaves the files in order (a higher suffix is older).
+    fn rotate(&mut self) -> Result<()> {
+        let keep = self.options.keep;
+        let mut top = 1;
+        while top < keep - 1 && rotated_path(&self.path, top).exists() {
+            top += 1;
+        }
+        for n in (0..top).rev() {
+            let (from, to) = (rotated_path(&self.path, n), rotated_path(&self.path, n + 1));
+            if let Err(e) = std::fs::rename(&from, &to) {
+                self.broken = true;
+                return Err(e).with_context(|| {
+                    format!("rotating the record: cannot rename {} to {}", from.display(), to.display())
+                });
+            }
+            sync_dir(&self.path)?;
+        }
+        let opened = OpenOptions::new().create(true).append(true).open(&self.path);
+        self.file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                self.broken = true;
+                return Err(e).with_context(|| format!("{}: cannot create the record", self.path.display()));
+            }
+        };
+        sync_dir(&self.path)?;
+        self.size = self.file.metadata()?.len();
+        log::info!("{}: record rotated (bound {} bytes, {keep} files)", self.path.display(), self.options.max_bytes);
+        Ok(())
+    }
+}
+
+/// Makes a creation or rename in FILE's directory durable.
+fn sync_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("{}: cannot sync the record's directory", dir.display()))
+}
+
+/// Truncates a file that does not end in a newline back to its last newline: the tail is a
+/// write cut short (power loss), never acknowledged. Returns the bytes dropped.
+fn repair_torn_tail(path: &Path) -> Result<u64> {
+    let mut file =
+        File::open(path).with_context(|| format!("{}: cannot open the record to check it", path.display()))?;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    let keep = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk).with_context(|| format!("{}: cannot read the record", path.display()))?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        end = start;
+    };
+    if keep < len {
+        // Opened for writing only when needed: archived, read-only files are fine as they are.
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|file| file.set_len(keep).and_then(|_| file.sync_all()))
+            .with_context(|| format!("{}: cannot truncate the torn last line of the record", path.display()))?;
+        log::warn!(
+            "{}: dropped a torn last line ({} bytes, never acknowledged) left by an interrupted write",
+            path.display(),
+            len - keep
+        );
+    }
+    Ok(len - keep)
+}
+
+/// The `seq` of the last line of a file that parses (0 for a record older than sequence
+/// numbers); `None` if no line parses. Reads backwards, so a long file costs one chunk.
+fn last_seq(path: &Path) -> Result<Option<u64>> {
+    let mut file = File::open(path).with_context(|| format!("{}: cannot read the record", path.display()))?;
+    let len = file.metadata()?.len();
+    // Everything from `start` to `end` (exclusive) that has not been looked at yet, lines whole.
+    let mut end = len;
+    let mut chunk = 64 * 1024u64;
+    let mut skipped = 0;
+    while end > 0 {
+        let start = end.saturating_sub(chunk);
+        let mut buf = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf).with_context(|| format!("{}: cannot read the record", path.display()))?;
+        // Unless at the file's start, the first piece may be part of a longer line: leave it.
+        let first_whole =
+            if start == 0 { 0 } else { buf.iter().position(|&b| b == b'\n').map_or(buf.len(), |i| i + 1) };
+        if first_whole == buf.len() && start > 0 {
+            chunk *= 2; // one line longer than the chunk
+            continue;
+        }
+        for line in buf[first_whole..].split(|&b| b == b'\n').rev() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<serde_json::Value>(line) {
+                Ok(value) => {
+                    if skipped > 0 {
+                        log::warn!("{}: {skipped} unreadable line(s) at the end of the record", path.display());
+                    }
+                    return Ok(Some(value.get("seq").and_then(|s| s.as_u64()).unwrap_or(0)));
+                }
+                Err(_) => skipped += 1,
+            }
+        }
+        end = start + first_whole as u64;
+    }
+    if skipped > 0 {
+        log::warn!("{}: {skipped} unreadable line(s), none readable", path.display());
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("karyoscreen-record-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("audit.jsonl")
+    }
+
+    #[derive(Serialize)]
+    struct Body {
+        payload: String,
+    }
+
+    fn write(recorder: &mut Recorder, bytes: usize) -> u64 {
+        recorder.append("test", &Body { payload: "x".repeat(bytes) }).unwrap()
+    }
+
+    fn seqs(path: &Path) -> Vec<u64> {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'), "{}: ends mid-line", path.display());
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap()).collect()
+    }
+
+    #[test]
+    fn record_rotation_bounds_files_and_keeps_order() {
+        let path = scratch("rotate");
+        let options = RecordOptions { max_bytes: 1000, keep: 3 };
+        let mut recorder = Recorder::open_with(&path, options).unwrap();
+        let mut last = 0;
+        for _ in 0..40 {
+            last = write(&mut recorder, 200);
+        }
+        assert_eq!(last, 40);
+        let files = record_files(&path, 10);
+        assert_eq!(files, [rotated_path(&path, 2), rotated_path(&path, 1), path.clone()], "exactly keep files");
+        let all: Vec<u64> = files.iter().flat_map(|f| seqs(f)).collect();
+        assert_eq!(*all.last().unwrap(), 40);
+        assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "oldest file first, no gaps: {all:?}");
+        for file in &files {
+            assert!(std::fs::metadata(file).unwrap().len() <= 1000, "{}", file.display());
+        }
+
+        // A restart continues the sequence and the rotation.
+        drop(recorder);
+        let mut recorder = Recorder::open_with(&path, options).unwrap();
+        assert_eq!(recorder.last_seq(), 40);
+        assert_eq!(write(&mut recorder, 200), 41);
+        // A line longer than the bound gets a file of its own rather than spanning two.
+        assert_eq!(write(&mut recorder, 3000), 42);
+        assert_eq!(seqs(&path), [42]);
+        assert_eq!(write(&mut recorder, 10), 43);
+        assert_eq!(seqs(&path), [43]);
+        assert_eq!(seqs(&rotated_path(&path, 1)), [42]);
+        assert!(!rotated_path(&path, 3).exists());
+
+        // A kill between two renames of a rotation (FILE.1 → FILE.2 done, FILE → FILE.1 not)
+        // leaves a gap; the next rotation moves only what is below it.
+        drop(recorder);
+        std::fs::rename(rotated_path(&path, 1), rotated_path(&path, 2)).unwrap();
+        let mut recorder = Recorder::open_with(&path, options).unwrap();
+        assert_eq!(write(&mut recorder, 900), 44);
+        assert_eq!(seqs(&rotated_path(&path, 2)), [42]);
+        assert_eq!(seqs(&rotated_path(&path, 1)), [43]);
+        assert_eq!(seqs(&path), [44]);
+        assert_eq!(record_files(&path, 10).len(), 3);
+    }
+
+    #[test]
+    fn record_recovers_torn_tail_and_sequence() {
+        let path = scratch("torn");
+        let mut recorder = Recorder::open(&path).unwrap();
+        for _ in 0..3 {
+            write(&mut recorder, 50);
+        }
+        drop(recorder);
+        let whole = std::fs::read(&path).unwrap();
+        // A write cut by a power loss: part of a line, no newline (and zeros, as some
+        // file systems leave after a crash).
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"{\"kind\":\"cell\",\"seq\":4,\"time_un");
+        torn.extend_from_slice(&[0u8; 100]);
+        std::fs::write(&path, &torn).unwrap();
+
+        let mut recorder = Recorder::open(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), whole, "torn tail dropped, the rest untouched");
+        assert_eq!(recorder.last_seq(), 3);
+        assert_eq!(write(&mut recorder, 50), 4);
+        assert_eq!(seqs(&path), [1, 2, 3, 4]);
+
+        // A file that is nothing but a torn line is emptied; the sequence comes from FILE.1.
+        drop(recorder);
+        std::fs::rename(&path, rotated_path(&path, 1)).unwrap();
+        std::fs::write(&path, b"{\"kind\":\"ca").unwrap();
+        let mut recorder = Recorder::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert_eq!(write(&mut recorder, 50), 5);
+
+        // A record from before sequence numbers counts as 0.
+        let legacy = scratch("legacy");
+        std::fs::write(&legacy, b"{\"kind\":\"cell\",\"origin\":\"x\"}\n").unwrap();
+        assert_eq!(Recorder::open(&legacy).unwrap().last_seq(), 0);
+    }
+
+    #[test]
+    fn record_sequence_survives_long_lines_and_garbage() {
+        let path = scratch("long");
+        let mut recorder = Recorder::open(&path).unwrap();
+        write(&mut recorder, 10);
+        write(&mut recorder, 200_000); // longer than one read chunk
+        drop(recorder);
+        assert_eq!(Recorder::open(&path).unwrap().last_seq(), 2);
+        // A complete but unreadable last line (corruption) is skipped for the sequence.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"not json\n").unwrap();
+        drop(f);
+        assert_eq!(Recorder::open(&path).unwrap().last_seq(), 2);
+        assert!(Recorder::open_with(&path, RecordOptions { max_bytes: 10, keep: 1 }).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! One frame through every stage: segment → preprocess → infer → analyse → decide.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::Result;
+use image::GrayImage;
+use serde::Serialize;
+
+use crate::pipeline::analyse::{assign, karyotype, Call, Karyotype};
+use crate::pipeline::decide::{decide, Decision, Thresholds};
+use crate::pipeline::infer::Model;
+use crate::pipeline::preprocess::{preprocess_crop, size_features, Prepared};
+use crate::pipeline::segment::{segment, BBox, SegmentParams, Segmentation};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectResult {
+    pub bbox: BBox,
+    #[serde(flatten)]
+    pub call: Call,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub segment_ms: f64,
+    pub preprocess_ms: f64,
+    pub infer_ms: f64,
+    pub analyse_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CellResult {
+    pub count: usize,
+    pub karyotype: String,
+    pub verdict: crate::pipeline::decide::Verdict,
+    pub reasons: Vec<String>,
+    pub objects: Vec<ObjectResult>,
+    pub polarity: crate::pipeline::preprocess::Polarity,
+    pub debris: usize,
+    pub nuclei: usize,
+    /// Clusters segmentation could not separate, reported rather than guessed.
+    pub unresolved: usize,
+    pub timings: Timings,
+    #[serde(skip)]
+    pub detail: Karyotype,
+}
+
+/// A frame's model inputs and what segmentation found besides.
+pub struct FrameInputs {
+    pub segmentation: Segmentation,
+    /// Bounding boxes of the crops that were prepared, in crop order.
+    pub boxes: Vec<BBox>,
+    /// Clusters segmentation could not separate plus crops preprocessing refused.
+    pub unresolved: usize,
+    /// One `input_size²` tensor per crop, concatenated.
+    pub pixels: Vec<f32>,
+    /// Cell-relative size features, one per crop.
+    pub sizes: Vec<[f32; 2]>,
+}
+
+pub struct Pipeline {
+    pub model: Model,
+    pub segment: SegmentParams,
+    pub thresholds: Thresholds,
+}
+
+impl Pipeline {
+    pub fn new(model: Model) -> Pipeline {
+        let segment = SegmentParams {
+            polarity_threshold: model.card.preprocessing.polarity_threshold,
+            ..SegmentParams::default()
+        };
+        Pipeline { model, segment, thresholds: Thresholds::default() }
+    }
+
+    /// Segmentation and preprocessing: the model's inputs for a frame.
+    pub fn prepare(&self, frame: &GrayImage, timings: &mut Timings) -> FrameInputs {
+        let clock = Instant::now();
+        let params = SegmentParams { threads: self.model.threads(), ..self.segment.clone() };
+        let segmentation = segment(frame, &params);
+        timings.segment_ms = ms(clock);
+
+        let clock = Instant::now();
+        let params = &self.model.card.preprocessing;
+        let mut prepared: Vec<Prepared> = Vec::new();
+        let mut boxes = Vec::new();
+        let mut unresolved = segmentation.unresolved;
+        // The crops on the inference threads, in crop order.
+        let objects = &segmentation.objects;
+        let share = objects.len().div_ceil(self.model.threads().max(1)).max(1);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let workers: Vec<_> = objects
+                .chunks(share)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|o| preprocess_crop(&o.crop, Some(segmentation.polarity), params))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+        });
+        for (object, result) in objects.iter().zip(results) {
+            match result {
+                Ok(p) => {
+                    prepared.push(p);
+                    boxes.push(object.bbox);
+                }
+                Err(_) => unresolved += 1,
+            }
+        }
+        let sizes = size_features(&prepared);
+        let pixels: Vec<f32> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
+        timings.preprocess_ms = ms(clock);
+        FrameInputs { segmentation, boxes, unresolved, pixels, sizes }
+    }
+
+    pub fn analyse(&self, frame: &GrayImage) -> Result<CellResult> {
+        self.analyse_until(frame, &AtomicBool::new(false))
+    }
+
+    /// [`Pipeline::analyse`] that gives up with [`crate::pipeline::infer::Stopped`] once `stop` is raised
+    /// (checked between crops).
+    pub fn analyse_until(&self, frame: &GrayImage, stop: &AtomicBool) -> Result<CellResult> {
+        let mut timings = Timings::default();
+        let FrameInputs { segmentation, boxes, unresolved, pixels, sizes } = self.prepare(frame, &mut timings);
+
+        let clock = Instant::now();
+        let predictions = self.model.classify_until(&pixels, &sizes, stop)?;
+        timings.infer_ms = ms(clock);
+
+        let clock = Instant::now();
+        let card = &self.model.card;
+        let calls = assign(&predictions, card.identity_labels(), card.structure_labels(), &card.cell_assignment, card.structure_threshold());
+        let detail = karyotype(&calls, card.identity_labels());
+        let Decision { verdict, reasons } = decide(&detail, &calls, unresolved, &self.thresholds);
+        timings.analyse_ms = ms(clock);
+
+        Ok(CellResult {
+            count: detail.count,
+            karyotype: detail.iscn.clone(),
+            verdict,
+            reasons,
+            objects: boxes.into_iter().zip(calls).map(|(bbox, call)| ObjectResult { bbox, call }).collect(),
+            polarity: segmentation.polarity,
+            debris: segmentation.debris,
+            nuclei: segmentation.nuclei,
+            unresolved,
+            timings,
+            detail,
+        })
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
