@@ -9,7 +9,13 @@ step() { printf '\n=== %s (%ss)\n' "$1" "$SECONDS"; }
 
 step "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free here"
 
-step "host packages and Rust targets (cross linkers, qemu, libclang for V4L2 bindings)"
+step "a fresh machine builds with only a Rust toolchain: no build-time bindgen (libclang) anywhere in the graph"
+if cargo tree --locked -e normal,build --prefix none | grep -E '^(bindgen|clang-sys) '; then
+    echo "a dependency runs bindgen at build time: building would need libclang" >&2
+    exit 1
+fi
+
+step "host packages and Rust targets (cross linkers, qemu, kernel source)"
 tests/vm/setup-host.sh
 
 step "python venv (train/.venv: torch, onnx, onnxruntime)"

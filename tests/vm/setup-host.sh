@@ -10,7 +10,7 @@ PKGS=(
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   qemu-user qemu-system-x86 qemu-system-arm
   linux-source-6.1
-  libclang-dev pkg-config dpkg-dev
+  pkg-config dpkg-dev
 )
 TARGETS=(aarch64-unknown-linux-musl aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf x86_64-unknown-linux-musl)
 
