@@ -329,6 +329,8 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     add("case: empty folder", args(&["case", &s(&empty_case)]), err(&["case-empty", "no frames"]));
     add("case: no images", args(&["case", &s(&text_case)]), err(&["case-text-only", "no frames"]));
     add("case: a corrupt frame", args(&["case", &s(&corrupt_case)]), err(&["b-broken.png", unreadable]));
+    add("case: no cells to count", args(&["case", &s(&blank_case), "--count", "0"]), err(&["--count", "0"]));
+    add("case: no cells to analyse", args(&["case", &s(&blank_case), "--analyze", "0"]), err(&["--analyze", "0"]));
     add("case: blank frames", args(&["case", &s(&blank_case), "--json"]), Expect::Indeterminate);
 
     // Board profiles.
@@ -456,7 +458,8 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     }
     let good_labels = format!("{header}crop.png,0,c1,test\n").into_bytes();
     let good_set = set("eval-good", Some(&good_labels));
-    add("eval: split with no rows", args(&["eval", &s(&good_set), "--split", "nosuch"]), err(&["labels.csv", "no rows in split \"nosuch\""]));
+    add("eval: split with no rows", args(&["eval", &s(&good_set), "--split", "val"]), err(&["labels.csv", "no rows in split \"val\""]));
+    add("eval: unknown split", args(&["eval", &s(&good_set), "--split", "nosuch"]), err(&["nosuch", "possible values: train, val, test"]));
     add("eval: missing folder", args(&["eval", &s(&dir.join("no-set"))]), err(&["no-set", "cannot read labels"]));
 
     // Outputs that cannot be written, demo frames that do not exist, bench on a bad frame.
@@ -504,6 +507,13 @@ fn check(case: &Case, out: &Output) -> Result<(), String> {
             }
             if json["reasons"].as_array().is_none_or(|r| r.is_empty()) {
                 return Err(format!("indeterminate without reasons: {stdout}"));
+            }
+            // A cell whose objects cannot be a karyotype must not read as a list of losses.
+            if let Some(count) = json["count"].as_u64().filter(|&n| n < 40) {
+                let wanted = format!("karyotype not determined: {count} objects found");
+                if json["karyotype"] != wanted.as_str() {
+                    return Err(format!("karyotype {} (expected {wanted:?})", json["karyotype"]));
+                }
             }
             Ok(())
         }

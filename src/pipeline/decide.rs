@@ -48,6 +48,13 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
+/// Whether the objects can be read as a karyotype at all: a plausible count and no cluster left
+/// unresolved. Otherwise the cell's karyotype is "not determined", never a list of gains and
+/// losses made up to fill the slots.
+pub fn karyotype_determined(karyotype: &Karyotype, unresolved: usize, limits: &Thresholds) -> bool {
+    (limits.min_count..=limits.max_count).contains(&karyotype.count) && unresolved == 0
+}
+
 /// `unresolved` counts objects segmentation found but could not separate or classify.
 pub fn decide(karyotype: &Karyotype, calls: &[Call], unresolved: usize, limits: &Thresholds) -> Decision {
     let mut blocking = Vec::new();
@@ -137,6 +144,15 @@ mod tests {
         let d = decide(&karyotype(46, "XY", vec![]), &calls(46, 0.9), 0, &Thresholds::default());
         assert_eq!(d.verdict, Verdict::Normal);
         assert!(d.reasons[0].contains("sign-off"));
+    }
+
+    #[test]
+    fn a_karyotype_needs_a_plausible_count_and_no_unresolved_cluster() {
+        let limits = Thresholds::default();
+        for (count, unresolved, determined) in [(46, 0, true), (40, 0, true), (52, 0, true), (39, 0, false), (53, 0, false), (12, 0, false), (46, 1, false)] {
+            let k = karyotype(count, "XY", vec![]);
+            assert_eq!(karyotype_determined(&k, unresolved, &limits), determined, "{count} objects, {unresolved} unresolved");
+        }
     }
 
     #[test]

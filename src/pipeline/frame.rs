@@ -8,7 +8,7 @@ use image::GrayImage;
 use serde::Serialize;
 
 use crate::pipeline::analyse::{assign, karyotype, Call, Karyotype};
-use crate::pipeline::decide::{decide, Decision, Thresholds};
+use crate::pipeline::decide::{decide, karyotype_determined, Decision, Thresholds};
 use crate::pipeline::infer::Model;
 use crate::pipeline::preprocess::{preprocess_crop, size_features, Prepared};
 use crate::pipeline::segment::{segment, BBox, SegmentParams, Segmentation};
@@ -32,6 +32,9 @@ pub struct Timings {
 pub struct CellResult {
     pub count: usize,
     pub karyotype: String,
+    /// False when the objects cannot be read as a karyotype (count implausible, clusters
+    /// unresolved); `karyotype` then says "karyotype not determined: N objects found".
+    pub karyotype_determined: bool,
     pub verdict: crate::pipeline::decide::Verdict,
     pub reasons: Vec<String>,
     pub objects: Vec<ObjectResult>,
@@ -133,13 +136,22 @@ impl Pipeline {
         let clock = Instant::now();
         let card = &self.model.card;
         let calls = assign(&predictions, card.identity_labels(), card.structure_labels(), &card.cell_assignment, card.structure_threshold());
-        let detail = karyotype(&calls, card.identity_labels());
+        let mut detail = karyotype(&calls, card.identity_labels());
         let Decision { verdict, reasons } = decide(&detail, &calls, unresolved, &self.thresholds);
+        let determined = karyotype_determined(&detail, unresolved, &self.thresholds);
+        if !determined {
+            // Slots filled from an incomplete or merged spread would read as a list of losses.
+            detail.iscn = format!("karyotype not determined: {} objects found", detail.count);
+            detail.sex_chromosomes.clear();
+            detail.numerical.clear();
+            detail.structural.clear();
+        }
         timings.analyse_ms = ms(clock);
 
         Ok(CellResult {
             count: detail.count,
             karyotype: detail.iscn.clone(),
+            karyotype_determined: determined,
             verdict,
             reasons,
             objects: boxes.into_iter().zip(calls).map(|(bbox, call)| ObjectResult { bbox, call }).collect(),

@@ -44,7 +44,8 @@ pub fn exec(args: AnalyzeArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
-        println!("{}: {} objects, karyotype {}", frame.origin, result.count, result.karyotype);
+        let karyotype = if result.karyotype_determined { format!("karyotype {}", result.karyotype) } else { result.karyotype.clone() };
+        println!("{}: {} objects, {karyotype}", frame.origin, result.count);
         println!("verdict {}: {}", result.verdict, result.reasons.join("; "));
         if let Some(p) = &pictures {
             println!("report: {} and {}", p.annotated.display(), p.karyogram.display());

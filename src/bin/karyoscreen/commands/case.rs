@@ -22,11 +22,11 @@ pub struct CaseArgs {
     #[arg(long)]
     json: bool,
     /// Cells to score for the count.
-    #[arg(long, value_name = "N", default_value_t = 20)]
-    count: usize,
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    count: u64,
     /// Cells to analyse in full (banding) among the scored ones.
-    #[arg(long, value_name = "N", default_value_t = 5)]
-    analyze: usize,
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    analyze: u64,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -56,10 +56,11 @@ pub fn exec(args: CaseArgs) -> Result<ExitCode> {
             frames.push(CaseFrame { frame_sha256: frame_sha256(&frame.image), origin: frame.origin });
         }
     }
-    let report = tally(&cells, args.count, args.analyze);
+    let (count, analyze) = (args.count as usize, args.analyze as usize);
+    let report = tally(&cells, count, analyze);
     // The case verdict is on stable storage before it is printed.
     if let Some(recorder) = recorder.as_mut() {
-        recorder.case(&pipeline.model, &pipeline.thresholds, args.count, args.analyze, &frames, &report)?;
+        recorder.case(&pipeline.model, &pipeline.thresholds, count, analyze, &frames, &report)?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
