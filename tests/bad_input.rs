@@ -294,10 +294,10 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     std::os::unix::fs::symlink(dir.join("nowhere.png"), &dangling).unwrap();
     let null = dir.join("null.png");
     std::os::unix::fs::symlink("/dev/null", &null).unwrap();
-    add("missing frame", analyze(&dir.join("missing.png")), err(&["missing.png", "cannot open frame"]));
+    add("missing frame", analyze(&dir.join("missing.png")), err(&["missing.png", "cannot read frame"]));
     add("directory as frame", analyze(&folder), err(&["folder.png", "a directory"]));
-    add("path through a file", analyze(&plain.join("child.png")), err(&["child.png", "cannot open frame"]));
-    add("dangling symlink", analyze(&dangling), err(&["dangling.png", "cannot open frame"]));
+    add("path through a file", analyze(&plain.join("child.png")), err(&["child.png", "cannot read frame"]));
+    add("dangling symlink", analyze(&dangling), err(&["dangling.png", "cannot read frame"]));
     add("/dev/null as frame", analyze(&null), err(&["null.png", "not a regular file"]));
     let fifo = dir.join("fifo.png");
     let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
@@ -472,7 +472,81 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     add("demo frame into a missing folder", args(&["demo", "--write-frame", "1", "--out", &s(&dir.join("no-dir/d.png"))]), err(&["d.png", "cannot write frame"]));
     add("bench on a corrupt frame", args(&["bench", &s(&dir.join("truncated-idat.png")), "--rounds", "1"]), err(&["truncated-idat.png", unreadable]));
     add("bench on a bomb", args(&["bench", &s(&dir.join("bomb-100000x100000.png")), "--rounds", "1"]), err(&["bomb-100000x100000.png", "too large"]));
+
+    // Truncated JPEGs: decoders fill the missing scan with grey, so each must be refused.
+    let whole = encode(noisy_gray(256, 192), ImageFormat::Jpeg);
+    for (name, percent) in [("cut-50.jpg", 50), ("cut-90.jpg", 90), ("cut-95.jpg", 95), ("cut-99.jpg", 99)] {
+        let path = f(name, &whole[..whole.len() * percent / 100]);
+        add(name, analyze(&path), err(&[name, "truncated JPEG"]));
+    }
+    let mut eoi_lost = whole.clone();
+    eoi_lost.truncate(whole.len() - 2);
+    add("jpeg without its end marker", analyze(&f("no-eoi.jpg", &eoi_lost)), err(&["no-eoi.jpg", "truncated JPEG"]));
+    let mut padded = whole.clone();
+    padded.extend_from_slice(&[0, 0, 0]);
+    add("whole jpeg with padding after its end", analyze(&f("padded.jpg", &padded)), Expect::Indeterminate);
+    add("bench on a truncated JPEG", args(&["bench", &s(&dir.join("cut-95.jpg")), "--rounds", "1"]), err(&["cut-95.jpg", "truncated JPEG"]));
+
+    // Special files wherever a path is read: refused at once, never waited on or read forever.
+    let zero = dir.join("zero.bin");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let fifo_key = dir.join("fifo.pub");
+    assert!(Command::new("mkfifo").arg(&fifo_key).status().expect("mkfifo runs").success());
+    for (what, special) in [("FIFO", &fifo), ("device", &zero)] {
+        let name: &'static str = if what == "FIFO" { "FIFO" } else { "a device" };
+        add(leak(format!("{what} as model")), on_model(special), err(&[name, "not a regular file"]));
+        add(leak(format!("{what} as board profile")), run_config(special), err(&[name, "not a regular file"]));
+        add(leak(format!("{what} as bench frame")), args(&["bench", &s(special), "--rounds", "1"]), err(&[name, "not a regular file"]));
+        add(leak(format!("{what} as record")), args(&["analyze", "--record", &s(special), &s(&frame)]), err(&["not a regular file"]));
+    }
+    add("FIFO as trusted key", args(&["demo", "--trusted-key", &s(&fifo_key)]), err(&["fifo.pub", "not a regular file"]));
+    add("device as trusted key", args(&["demo", "--trusted-key", &s(&zero)]), err(&["zero.bin", "not a regular file"]));
+    add("device as signing key", args(&["model", "sign", "--key", &s(&zero), &s(&models.join("foreign.onnx"))]), err(&["zero.bin", "not a regular file"]));
+    for (name, card_is) in [("fifo-card", "FIFO"), ("zero-card", "device")] {
+        let onnx = models.join(format!("{name}.onnx"));
+        std::fs::write(&onnx, SHIPPED_ONNX).unwrap();
+        let card_path = models.join(format!("{name}.card.json"));
+        if card_is == "FIFO" {
+            assert!(Command::new("mkfifo").arg(&card_path).status().expect("mkfifo runs").success());
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &card_path).unwrap();
+        }
+        add(leak(format!("{card_is} as model card")), on_model(&onnx), err(&[leak(format!("{name}.card.json")), "not a regular file"]));
+    }
+    let fifo_set = case("eval-fifo-labels");
+    assert!(Command::new("mkfifo").arg(fifo_set.join("labels.csv")).status().expect("mkfifo runs").success());
+    add("FIFO as eval labels", args(&["eval", &s(&fifo_set)]), err(&["labels.csv", "not a regular file"]));
+    let fifo_crop_set = set("eval-fifo-crop", Some(format!("{header}fifo.png,0,c1,test\n").as_bytes()));
+    assert!(Command::new("mkfifo").arg(fifo_crop_set.join("fifo.png")).status().expect("mkfifo runs").success());
+    add("FIFO as eval crop", args(&["eval", &s(&fifo_crop_set)]), err(&["fifo.png", "not a regular file"]));
+
+    // A record that is not one is refused and left as it was (see also record_mistakes_change_nothing).
+    let not_record = f("notes.txt", b"a lab's notes\nsecond line\nno newline at the end");
+    add("record: a text file", args(&["analyze", "--record", &s(&not_record), &s(&frame)]), err(&["notes.txt", "not a karyoscreen record"]));
+    add("record: the frame itself", args(&["analyze", "--record", &s(&frame), &s(&frame)]), err(&["ok.png", "not a karyoscreen record"]));
+    let no_seq = f("no-seq.jsonl", b"{\"kind\":\"cell\",\"origin\":\"x\"}\n");
+    add("record: last line without seq", args(&["analyze", "--record", &s(&no_seq), &s(&frame)]), err(&["no-seq.jsonl", "no valid seq"]));
+    let huge_seq = f("huge-seq.jsonl", format!("{{\"kind\":\"cell\",\"seq\":{}}}\n", u64::MAX).as_bytes());
+    add("record: seq about to wrap", args(&["analyze", "--record", &s(&huge_seq), &s(&frame)]), err(&["huge-seq.jsonl", "no valid seq"]));
+    let text_seq = f("text-seq.jsonl", b"{\"kind\":\"cell\",\"seq\":\"7\"}\n");
+    add("record: seq as text", args(&["analyze", "--record", &s(&text_seq), &s(&frame)]), err(&["text-seq.jsonl", "no valid seq"]));
+
+    // Keys given for the wrong role.
+    let secret = s(&models.join("test-key"));
+    add("signing with a public key", args(&["model", "sign", "--key", &trusted, &s(&models.join("foreign.onnx"))]), err(&["test-key.pub", "this is a public key"]));
+    add("trusting a secret key", args(&["demo", "--trusted-key", &secret]), err(&["test-key", "secret signing key"]));
     cases
+}
+
+/// A case name made at run time.
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+/// Speckled grey, so a JPEG of it has a long scan to cut.
+fn noisy_gray(w: u32, h: u32) -> DynamicImage {
+    let mut rng = SmallRng::seed_from_u64(5);
+    DynamicImage::ImageLuma8(GrayImage::from_fn(w, h, |_, _| Luma([rng.random_range(90..170)])))
 }
 
 fn check(case: &Case, out: &Output) -> Result<(), String> {
@@ -520,6 +594,9 @@ fn check(case: &Case, out: &Output) -> Result<(), String> {
     }
 }
 
+/// A case's index, what it said (or why it failed) and its seconds.
+type Outcome = (usize, Result<String, String>, f64);
+
 /// Runs the binary with output to files, killing it after a minute: a case that hangs (a
 /// FIFO, say) fails with a message instead of hanging the test.
 fn run_with_deadline(dir: &Path, i: usize, args: &[String]) -> Output {
@@ -562,11 +639,11 @@ fn bad_input_corpus() {
     let mut order: Vec<usize> = (0..cases.len()).collect();
     order.sort_by_key(|&i| !cases[i].name.contains("4096x4096"));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: std::sync::Mutex<Vec<(usize, Result<String, String>, f64)>> = Default::default();
+    let results: std::sync::Mutex<Vec<Outcome>> = Default::default();
     std::thread::scope(|scope| {
         for _ in 0..3 {
-            scope.spawn(|| loop {
-                let Some(&i) = order.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) else { break };
+            scope.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) {
                 let case = &cases[i];
                 let clock = std::time::Instant::now();
                 let out = run_with_deadline(&dir, i, &case.args);
@@ -577,6 +654,7 @@ fn bad_input_corpus() {
                     said.chars().take(150).collect::<String>().replace('\n', " ")
                 });
                 results.lock().unwrap().push((i, verdict, clock.elapsed().as_secs_f64()));
+                }
             });
         }
     });
@@ -599,4 +677,80 @@ fn bad_input_corpus() {
     }
     println!("bad input: {} cases ran, {} failed, {:.1}s", cases.len(), failures.len(), start.elapsed().as_secs_f64());
     assert!(failures.is_empty(), "{} of {} bad-input cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_karyoscreen"))
+}
+
+#[test]
+fn record_mistakes_change_nothing() {
+    let dir = scratch("record-mistakes");
+    let frame = dir.join("frame.png");
+    std::fs::write(&frame, encode(gray(64, 64, 200), ImageFormat::Png)).unwrap();
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "line one\nline two without a newline").unwrap();
+    for target in [&frame, &notes] {
+        let before = std::fs::read(target).unwrap();
+        let out = binary().args(["analyze", "--record"]).arg(target).arg(&frame).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(std::fs::read(target).unwrap(), before, "{} was changed", target.display());
+    }
+}
+
+#[test]
+fn one_writer_at_a_time_on_a_record() {
+    let dir = scratch("record-lock");
+    let record = dir.join("record.jsonl");
+    let frame = dir.join("frame.png");
+    std::fs::write(&frame, encode(gray(64, 64, 200), ImageFormat::Png)).unwrap();
+    let mut first = binary()
+        .args(["run", "--board", "generic", "--console-leds", "--source", "demo", "--record"])
+        .arg(&record)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let clock = std::time::Instant::now();
+    while std::fs::read(&record).map_or(true, |r| !r.contains(&b'\n')) {
+        assert!(clock.elapsed().as_secs() < 120, "the first writer recorded nothing");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let second = binary().args(["analyze", "--record"]).arg(&record).arg(&frame).output().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    first.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("in use by another karyoscreen process"), "{stderr}");
+    // Once the first has gone, the record is free again and its sequence goes on.
+    let third = binary().args(["analyze", "--record"]).arg(&record).arg(&frame).output().unwrap();
+    assert!(third.status.success(), "{}", String::from_utf8_lossy(&third.stderr));
+}
+
+#[test]
+fn a_full_stdout_is_an_error_not_a_panic() {
+    let dir = scratch("full-stdout");
+    let frame = dir.join("frame.png");
+    std::fs::write(&frame, encode(gray(64, 64, 200), ImageFormat::Png)).unwrap();
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    for args in [vec!["analyze", "--json"], vec!["analyze"], vec!["demo"]] {
+        let mut command = binary();
+        command.args(&args);
+        if args[0] == "analyze" {
+            command.arg(&frame);
+        }
+        let out = command.stdout(full()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot write to standard output"), "{args:?}: {stderr}");
+    }
 }

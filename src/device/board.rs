@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Deserialize;
 
 use crate::device::indicate::Led;
@@ -107,8 +107,7 @@ impl Board {
     }
 
     pub fn load(path: &Path) -> Result<Board> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read board profile", path.display()))?;
+        let text = crate::integrity::input::read_text(path, "board profile")?;
         Board::parse(&text, &path.display().to_string())
     }
 

@@ -1,6 +1,7 @@
 //! `karyoscreen run` as a service: picks the frame source and LED backend from the board
 //! profile, stops cleanly on SIGTERM/SIGINT, and tells systemd it is ready and alive.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -39,13 +40,14 @@ impl std::str::FromStr for Source {
     }
 }
 
-/// Prints each shown verdict as one `verdict …` line and keeps systemd's watchdog fed.
+/// Prints each shown verdict as one `verdict …` line and keeps systemd's watchdog fed. A
+/// failed write to stdout (a closed pipe) does not stop the screening: the record has it all.
 struct ServiceEvents;
 
 impl RunEvents for ServiceEvents {
     fn ready(&mut self) {
         let _ = sd_notify::notify(false, &[NotifyState::Ready]);
-        println!("ready");
+        let _ = writeln!(std::io::stdout(), "ready");
     }
 
     fn alive(&mut self) {
@@ -53,12 +55,13 @@ impl RunEvents for ServiceEvents {
     }
 
     fn shown(&mut self, verdict: Verdict, karyotype: &str, reasons: &[String]) {
-        println!("verdict {verdict} {karyotype} ({})", reasons.join("; "));
+        let _ = writeln!(std::io::stdout(), "verdict {verdict} {karyotype} ({})", reasons.join("; "));
     }
 
     /// The acknowledgement: printed only once the record's line is synced.
     fn recorded(&mut self, seq: u64, origin: &str) {
-        println!("recorded {seq} {origin}");
+        // Escaped: a file name with a newline must not forge a second acknowledgement line.
+        let _ = writeln!(std::io::stdout(), "recorded {seq} {}", origin.escape_debug());
     }
 
     fn skipped(&mut self, origin: &str, why: &str) {
@@ -66,11 +69,11 @@ impl RunEvents for ServiceEvents {
     }
 
     fn unreadable(&mut self, error: &anyhow::Error) {
-        eprintln!("karyoscreen: {error:#}; frame skipped");
+        let _ = writeln!(std::io::stderr(), "karyoscreen: {error:#}; frame skipped");
     }
 
     fn source_failed(&mut self, error: &anyhow::Error, retry_in: Duration) {
-        eprintln!("karyoscreen: frame source failed: {error:#}; retrying in {}s", retry_in.as_secs());
+        let _ = writeln!(std::io::stderr(), "karyoscreen: frame source failed: {error:#}; retrying in {}s", retry_in.as_secs());
     }
 }
 

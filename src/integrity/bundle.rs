@@ -30,6 +30,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::integrity::card::sha256_hex;
+use crate::integrity::input::{read_regular, read_text, MAX_MODEL_FILE, MAX_TEXT_FILE};
 use hex::encode as hex;
 
 /// The project's release public key; bundles it signed load with no `--trusted-key`.
@@ -99,8 +100,10 @@ impl Trust {
     }
 
     pub fn add_key_file(&mut self, file: &Path) -> Result<()> {
-        let text = fs::read_to_string(file)
-            .with_context(|| format!("{}: cannot read trusted key", file.display()))?;
+        let text = read_text(file, "trusted key")?;
+        if declares(&text, SECRET_KEY_HEADER) {
+            bail!("{}: this is a secret signing key, not a public key: pass its .pub file to --trusted-key", file.display());
+        }
         let key = parse_public_key(&text).map_err(|e| anyhow::anyhow!("{}: not a public key file: {e}", file.display()))?;
         self.add(key, &file.display().to_string());
         Ok(())
@@ -149,18 +152,13 @@ impl Bundle {
         let card_path = crate::integrity::card::card_path_for(onnx_path);
         let sig_path = sig_path_for(onnx_path);
         let real = resolve_dir(onnx_path);
-        let onnx = fs::read(&real).with_context(|| format!("{}: cannot read model", onnx_path.display()))?;
-        let card = fs::read_to_string(crate::integrity::card::card_path_for(&real)).with_context(|| {
-            format!(
-                "{}: cannot read the model card that must sit beside {}",
-                card_path.display(),
-                onnx_path.display()
-            )
+        let onnx = read_regular(&real, MAX_MODEL_FILE, "model")?;
+        let card = read_text(&crate::integrity::card::card_path_for(&real), "the model card").with_context(|| {
+            format!("{}: the model card must sit beside {}", card_path.display(), onnx_path.display())
         })?;
-        let sig = match fs::read(sig_path_for(&real)) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("{}: cannot read signature", sig_path.display())),
+        let sig = match sig_path_for(&real) {
+            sig if !sig.exists() && sig.symlink_metadata().is_err() => None,
+            sig => Some(read_regular(&sig, MAX_TEXT_FILE, "signature")?),
         };
         Ok(Bundle { onnx_path: onnx_path.to_path_buf(), card_path, sig_path, onnx, card, sig })
     }
@@ -271,7 +269,7 @@ pub fn sign(onnx_path: &Path, key_file: &Path) -> Result<(PathBuf, Verified)> {
         public_key: hex(key.as_bytes()),
         onnx_sha256: onnx_sha256.clone(),
         card_sha256: card_sha256.clone(),
-        signature: hex(&signature.to_bytes()),
+        signature: hex(signature.to_bytes()),
     };
     let text = serde_json::to_string_pretty(&file)? + "\n";
     write_atomic(&bundle.sig_path, text.as_bytes())?;
@@ -309,7 +307,7 @@ pub fn keygen(out: &Path) -> Result<VerifyingKey> {
         .open(out)
         .with_context(|| format!("{}: cannot create secret key", out.display()))?;
     let text = format!(
-        "# karyoscreen ed25519 signing key (secret seed, hex); key id {}. Keep it private.\n{}\n",
+        "{SECRET_KEY_HEADER} (secret seed, hex); key id {}. Keep it private.\n{}\n",
         key_id(&key),
         hex(signing.as_bytes())
     );
@@ -325,7 +323,7 @@ pub fn public_key_hex(key: &VerifyingKey) -> String {
 
 /// The text of a `.pub` file.
 pub fn public_key_text(key: &VerifyingKey) -> String {
-    format!("# karyoscreen ed25519 public key, key id {}\n{}\n", key_id(key), hex(key.as_bytes()))
+    format!("{PUBLIC_KEY_HEADER}, key id {}\n{}\n", key_id(key), hex(key.as_bytes()))
 }
 
 /// `KEY.pub` beside `KEY`.
@@ -336,7 +334,10 @@ pub fn pub_path_for(key_file: &Path) -> PathBuf {
 }
 
 pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
-    let text = fs::read_to_string(path).with_context(|| format!("{}: cannot read signing key", path.display()))?;
+    let text = read_text(path, "signing key")?;
+    if declares(&text, PUBLIC_KEY_HEADER) {
+        bail!("{}: this is a public key; signing needs the secret key file it was made with (`model keygen --out KEY` writes KEY)", path.display());
+    }
     if let Ok(meta) = fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
             log::warn!("{}: secret key is readable by others; chmod 600 it", path.display());
@@ -353,6 +354,14 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey> {
 }
 
 /// The first line that is neither blank nor a `#` comment.
+const PUBLIC_KEY_HEADER: &str = "# karyoscreen ed25519 public key";
+const SECRET_KEY_HEADER: &str = "# karyoscreen ed25519 signing key";
+
+/// Whether a key file's comment lines say what it is.
+fn declares(text: &str, header: &str) -> bool {
+    text.lines().map(str::trim).any(|line| line.starts_with(header))
+}
+
 fn key_line(text: &str) -> &str {
     text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).unwrap_or("")
 }
@@ -525,7 +534,7 @@ mod tests {
             public_key: hex(key.verifying_key().as_bytes()),
             onnx_sha256: o.clone(),
             card_sha256: c.clone(),
-            signature: hex(&key.sign(&signed_message(&o, &c)).to_bytes()),
+            signature: hex(key.sign(&signed_message(&o, &c)).to_bytes()),
         };
         serde_json::to_vec(&file).unwrap()
     }
@@ -575,7 +584,7 @@ mod tests {
         assert!(err.contains("not trusted"), "{err}");
 
         let mut forged: SignatureFile = serde_json::from_slice(&sig).unwrap();
-        forged.signature = hex(&test_key(8).sign(&signed_message(&v.onnx_sha256, &v.card_sha256)).to_bytes());
+        forged.signature = hex(test_key(8).sign(&signed_message(&v.onnx_sha256, &v.card_sha256)).to_bytes());
         let forged = serde_json::to_vec(&forged).unwrap();
         let err = format!("{:#}", check(ONNX, CARD.as_bytes(), Some(&forged), &trust).unwrap_err());
         assert!(err.contains("does not verify"), "{err}");

@@ -91,11 +91,11 @@ impl Card {
     }
 
     pub fn identity_labels(&self) -> &[String] {
-        &self.output(IDENTITY_OUTPUT).map(|o| o.labels.as_slice()).unwrap_or(&[])
+        self.output(IDENTITY_OUTPUT).map(|o| o.labels.as_slice()).unwrap_or(&[])
     }
 
     pub fn structure_labels(&self) -> &[String] {
-        &self.output(STRUCTURE_OUTPUT).map(|o| o.labels.as_slice()).unwrap_or(&[])
+        self.output(STRUCTURE_OUTPUT).map(|o| o.labels.as_slice()).unwrap_or(&[])
     }
 
     pub fn structure_threshold(&self) -> f32 {

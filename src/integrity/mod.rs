@@ -4,5 +4,6 @@
 #[cfg(feature = "inference")]
 pub mod bundle;
 pub mod card;
+pub mod input;
 #[cfg(feature = "inference")]
 pub mod record;

@@ -56,7 +56,59 @@ pub struct Recorder {
     options: RecordOptions,
     /// Set when a failed append could not be undone: further appends are refused.
     broken: bool,
+    /// `<record>.lock`, held exclusively while this recorder lives.
+    _lock: File,
 }
+
+/// Largest sequence number accepted from an existing record: far beyond any device's life, and
+/// exact in every JSON reader (2^53).
+const MAX_SEQ: u64 = 1 << 53;
+
+/// Takes `<path>.lock` exclusively, so that two processes never interleave one record's lines.
+fn lock_record(path: &Path) -> Result<File> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let lock_path = path.with_file_name(name);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("{}: cannot open the record's lock file", lock_path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("{}: the record is in use by another karyoscreen process (lock {})", path.display(), lock_path.display());
+    }
+    Ok(lock)
+}
+
+/// Refuses to append to (or repair) a file that is not a record: every record line starts
+/// with `{"kind":"`, so a frame, a text file or a device given as `--record` is left untouched.
+fn check_is_record(path: &Path) -> Result<()> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot open the record", path.display())),
+    };
+    if !meta.is_file() {
+        bail!("{}: cannot open the record: not a regular file", path.display());
+    }
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    let mut start = [0u8; RECORD_START.len()];
+    let read = File::open(path).and_then(|mut f| f.read_exact(&mut start));
+    if read.is_err() || start != RECORD_START {
+        bail!(
+            "{}: not a karyoscreen record (it does not start with a record line); refusing to append to it — give --record a new file or an existing record",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// How every record line begins (the envelope's first field).
+const RECORD_START: &[u8] = b"{\"kind\":\"";
 
 /// What every line starts with.
 #[derive(Serialize)]
@@ -141,6 +193,11 @@ impl Recorder {
         if options.max_bytes == 0 {
             bail!("the record's size bound must be above 0 bytes");
         }
+        // Before anything is read or repaired: one writer at a time, and only a record's files.
+        let lock = lock_record(path)?;
+        for n in 0..options.keep {
+            check_is_record(&rotated_path(path, n))?;
+        }
         let mut seq = None;
         for n in 0..options.keep {
             let file = rotated_path(path, n);
@@ -162,7 +219,7 @@ impl Recorder {
             sync_dir(path)?;
         }
         let size = file.metadata().with_context(|| format!("{}: cannot stat the record", path.display()))?.len();
-        Ok(Recorder { path: path.to_path_buf(), file, size, seq: seq.unwrap_or(0), options, broken: false })
+        Ok(Recorder { path: path.to_path_buf(), file, size, seq: seq.unwrap_or(0), options, broken: false, _lock: lock })
     }
 
     /// The sequence number of the last record written (0 if none ever was).
@@ -352,7 +409,13 @@ fn last_seq(path: &Path) -> Result<Option<u64>> {
                     if skipped > 0 {
                         log::warn!("{}: {skipped} unreadable line(s) at the end of the record", path.display());
                     }
-                    return Ok(Some(value.get("seq").and_then(|s| s.as_u64()).unwrap_or(0)));
+                    return match value.get("seq").and_then(|s| s.as_u64()) {
+                        Some(seq) if seq <= MAX_SEQ => Ok(Some(seq)),
+                        _ => bail!(
+                            "{}: the last record line has no valid seq (an integer up to 2^53); the sequence cannot continue — give --record a new file",
+                            path.display()
+                        ),
+                    };
                 }
                 Err(_) => skipped += 1,
             }

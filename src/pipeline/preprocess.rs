@@ -135,9 +135,9 @@ pub fn otsu_from_histogram(hist: &[u64; 256]) -> Option<u8> {
     let total_sum: f64 = hist.iter().enumerate().map(|(v, &c)| v as f64 * c as f64).sum();
     let (mut w0, mut sum0) = (0u64, 0f64);
     let mut best: Option<(u8, f64)> = None;
-    for t in 0..255usize {
-        w0 += hist[t];
-        sum0 += t as f64 * hist[t] as f64;
+    for (t, &count) in hist.iter().enumerate().take(255) {
+        w0 += count;
+        sum0 += t as f64 * count as f64;
         let w1 = total - w0;
         if w0 == 0 || w1 == 0 {
             continue;

@@ -135,6 +135,9 @@ pub fn render_cell(karyotype: &str, stats: &[ClassStats], seed: u64) -> Result<G
     render_cell_touching(karyotype, stats, seed, 0, 0)
 }
 
+/// A placed chromosome: centre, clearance radius, angle, length, half-width at its far end.
+type Placed = ((f64, f64), f64, f64, f64, f64);
+
 /// Like `render_cell`, but the last `touching` chromosomes each touch one placed earlier, tip
 /// to tip at 45° (a V), brought in until they share at most `overlap` pixels (0: as close as
 /// they come without sharing one), as chromosomes often lie in a spread.
@@ -149,8 +152,7 @@ pub fn render_cell_touching(
     let mut canvas = vec![BACKGROUND; (FRAME_SIZE * FRAME_SIZE) as usize];
     // Which chromosome (1-based) covers each pixel.
     let mut owner = vec![0u16; canvas.len()];
-    // Centre, clearance radius, angle, length and half-width at its far end of each placed one.
-    let mut placed: Vec<((f64, f64), f64, f64, f64, f64)> = Vec::new();
+    let mut placed: Vec<Placed> = Vec::new();
     let labels = chromosomes_of(karyotype)?;
     let mut changes = structural_changes_of(karyotype)?;
     let free_from = labels.len().saturating_sub(touching);
@@ -168,7 +170,7 @@ pub fn render_cell_touching(
         let length = class.rel_length * MEDIAN_LENGTH * rng.random_range(0.95..1.05);
         let radius = length / 2.0 + 8.0;
         let widest = class.width_profile.iter().copied().fold(0.0, f64::max) * length;
-        let clear = |placed: &[((f64, f64), f64, f64, f64, f64)], (x, y): (f64, f64), except: Option<usize>| {
+        let clear = |placed: &[Placed], (x, y): (f64, f64), except: Option<usize>| {
             let inside = [x, y].iter().all(|&v| v > radius + 4.0 && v < FRAME_SIZE as f64 - radius - 4.0);
             inside
                 && placed.iter().enumerate().all(|(i, &((px, py), pr, ..))| {

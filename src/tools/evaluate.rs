@@ -94,8 +94,8 @@ struct StructureOutcome {
 
 pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report> {
     let labels_path = dir.join("labels.csv");
-    let mut reader = csv::Reader::from_path(&labels_path)
-        .with_context(|| format!("{}: cannot read labels (expected <set>/labels.csv)", labels_path.display()))?;
+    let labels = crate::integrity::input::read_text(&labels_path, "labels (expected <set>/labels.csv)")?;
+    let mut reader = csv::Reader::from_reader(labels.as_bytes());
     let mut cells: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for (line, row) in reader.deserialize::<Row>().enumerate() {
         let row = row.with_context(|| format!("{}: row {}", labels_path.display(), line + 2))?;
@@ -119,9 +119,10 @@ pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report
                 bail!("{}: label_idx {} of {} is not a model class", labels_path.display(), row.label_idx, row.path);
             }
             let path = dir.join(&row.path);
-            let image = image::open(&path)
+            // Crops go through the frame loader: the same file checks and decode limits.
+            let image = crate::device::capture::load_frame(&path)
                 .with_context(|| format!("{}: cannot read image", path.display()))?
-                .to_luma8();
+                .image;
             match preprocess_crop(&image, None, params) {
                 Ok(p) => {
                     prepared.push(p);

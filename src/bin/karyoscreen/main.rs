@@ -1,7 +1,9 @@
 //! The `karyoscreen` command line: one file per subcommand under `commands/`.
 
+#[macro_use]
 mod commands;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
@@ -58,15 +60,11 @@ fn keep_frame_buffers() {}
 /// One line on stderr, whatever a library's message holds (some decoders' errors span lines).
 fn report(message: &str) {
     let line: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    eprintln!("karyoscreen: {}", line.join(" "));
+    // Nothing is left to tell anyone if even stderr cannot be written; never panic over it.
+    let _ = writeln!(std::io::stderr(), "karyoscreen: {}", line.join(" "));
 }
 
 fn main() -> ExitCode {
-    // Like other Unix filters: a closed pipe (`karyoscreen demo | head`) ends us quietly.
-    // SAFETY: restoring the default disposition of a signal before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     keep_frame_buffers();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = match Cli::try_parse() {
@@ -88,6 +86,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !matches!(cli.command, Command::Run(_)) {
+        // Like other Unix filters: a closed pipe (`karyoscreen demo | head`) ends us quietly.
+        // `run` keeps SIGPIPE ignored, so that it can turn its LEDs off on the way out.
+        // SAFETY: restoring the default disposition of a signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Demo(args) => demo::exec(args),
         Command::Analyze(args) => analyze::exec(args),

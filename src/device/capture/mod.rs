@@ -59,28 +59,39 @@ pub trait FrameSource {
     }
 }
 
-/// Decodes PNG, JPEG, TIFF or BMP (any bit depth, gray or colour) to 8-bit gray.
+/// Decodes PNG, JPEG, TIFF or BMP (any bit depth, gray or colour) to 8-bit gray. Only a
+/// regular file is read (a FIFO would block, a device never end), at most
+/// [`MAX_FRAME_FILE`](crate::integrity::input::MAX_FRAME_FILE) bytes.
 pub fn load_frame(path: &Path) -> Result<Frame> {
-    // Only regular files: a folder, a FIFO (which would block forever) or a device is refused.
-    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot open frame", path.display()))?;
-    if !meta.is_file() {
-        let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
-        anyhow::bail!("{}: cannot read frame: {what}", path.display());
-    }
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open frame", path.display()))?;
-    decode_frame(reader, &path.display().to_string())
+    let bytes = crate::integrity::input::read_regular(path, crate::integrity::input::MAX_FRAME_FILE, "frame")?;
+    frame_from_bytes(&bytes, &path.display().to_string())
 }
 
 /// `load_frame` on bytes already in memory (what the fuzz target feeds).
 pub fn frame_from_bytes(bytes: &[u8], origin: &str) -> Result<Frame> {
-    decode_frame(image::ImageReader::new(std::io::Cursor::new(bytes)), origin)
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .with_context(|| format!("{origin}: cannot read frame"))?;
+    // JPEG decoders fill a cut-off scan with grey and say nothing: a frame still being written,
+    // or cut short in transfer, would be analysed as if whole.
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !ends_with_jpeg_eoi(bytes) {
+        anyhow::bail!(
+            "{origin}: not a readable PNG, JPEG, TIFF or BMP image: truncated JPEG (no end-of-image marker: cut short or still being written)"
+        );
+    }
+    decode_frame(reader, origin)
+}
+
+/// A whole JPEG ends with its end-of-image marker (FF D9), perhaps followed by padding bytes
+/// (00 or FF) that some cameras append.
+fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {
+    let end = bytes.iter().rposition(|&b| b != 0x00 && b != 0xFF).map_or(0, |i| i + 1);
+    bytes[..end].ends_with(&[0xFF, 0xD9])
 }
 
 /// Decoded size and memory are bounded before anything is allocated, so a decompression
 /// bomb or an absurd header is refused, not decoded.
-fn decode_frame<R: std::io::BufRead + std::io::Seek>(reader: image::ImageReader<R>, origin: &str) -> Result<Frame> {
-    let mut reader = reader.with_guessed_format().with_context(|| format!("{origin}: cannot read frame"))?;
+fn decode_frame<R: std::io::BufRead + std::io::Seek>(mut reader: image::ImageReader<R>, origin: &str) -> Result<Frame> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_FRAME_SIDE);
     limits.max_image_height = Some(MAX_FRAME_SIDE);

@@ -68,7 +68,7 @@ pub fn inference_model(onnx: &[u8], plan: Plan) -> Result<InferenceModel> {
         row_max::rewrite(&mut proto)?;
         drop_unread_initializers(&mut proto);
     }
-    Ok(framework.model_for_proto_model(&proto)?)
+    framework.model_for_proto_model(&proto)
 }
 
 mod row_max;
@@ -218,7 +218,7 @@ mod dequantize {
                         ((v - zero[c]) as i32) as f32 * scale[c]
                     })
                     .collect();
-                ensure!(scale.len() == 1 || dims.len() > 0, "{}: per-axis scale on a scalar", node.name);
+                ensure!(scale.len() == 1 || !dims.is_empty(), "{}: per-axis scale on a scalar", node.name);
                 new_init.push(float_tensor(&node.output[0], dims, &floats));
                 replaced.insert(i, None);
             } else if let Some(&p) = producer.get(&node.input[0]) {

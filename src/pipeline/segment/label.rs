@@ -139,13 +139,13 @@ fn label_in_bands(
     let mut number_of_root = vec![0u32; total + 1];
     let mut final_label = vec![0u32; total + 1];
     let mut next = 1;
-    for global in 1..=total {
+    for (global, label) in final_label.iter_mut().enumerate().skip(1) {
         let root = forest.root(global);
         if number_of_root[root] == 0 {
             number_of_root[root] = next;
             next += 1;
         }
-        final_label[global] = number_of_root[root];
+        *label = number_of_root[root];
     }
 
     let mut components: Vec<Option<Component>> = vec![None; next as usize];

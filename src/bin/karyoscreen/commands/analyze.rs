@@ -42,13 +42,13 @@ pub fn exec(args: AnalyzeArgs) -> Result<ExitCode> {
         None => None,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        outln!("{}", serde_json::to_string_pretty(&result)?)?;
     } else {
         let karyotype = if result.karyotype_determined { format!("karyotype {}", result.karyotype) } else { result.karyotype.clone() };
-        println!("{}: {} objects, {karyotype}", frame.origin, result.count);
-        println!("verdict {}: {}", result.verdict, result.reasons.join("; "));
+        outln!("{}: {} objects, {karyotype}", frame.origin, result.count)?;
+        outln!("verdict {}: {}", result.verdict, result.reasons.join("; "))?;
         if let Some(p) = &pictures {
-            println!("report: {} and {}", p.annotated.display(), p.karyogram.display());
+            outln!("report: {} and {}", p.annotated.display(), p.karyogram.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use karyoscreen::device::capture::frame_from_bytes;
+use karyoscreen::integrity::input::{read_regular, MAX_FRAME_FILE, MAX_MODEL_FILE};
 use karyoscreen::pipeline::infer::{default_threads, Model, Plan};
 use karyoscreen::tools::bench::{bench, BenchOptions, StageStats};
 use karyoscreen::tools::demo::{render_cell, DEMO_CELLS};
@@ -60,7 +61,7 @@ pub fn exec(args: BenchArgs) -> Result<ExitCode> {
         paths
             .iter()
             .map(|p| {
-                let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
+                let bytes = read_regular(p, MAX_FRAME_FILE, "frame")?;
                 // Refuse what `analyze` refuses (bombs, non-images), naming the file.
                 frame_from_bytes(&bytes, &p.display().to_string())?;
                 Ok(bytes)
@@ -68,34 +69,34 @@ pub fn exec(args: BenchArgs) -> Result<ExitCode> {
             .collect()
     };
     let onnx = match &args.model.model {
-        Some(path) => std::fs::read(path).with_context(|| format!("{}: cannot read model", path.display()))?,
+        Some(path) => read_regular(path, MAX_MODEL_FILE, "model")?,
         None => Model::embedded_onnx().to_vec(),
     };
     let report = bench(|| args.model.load(), &onnx, frames, &options)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{} frames x {} rounds, {:.1} objects per frame, plan {}, {} cores available (timings are upper bounds on a shared machine)",
         report.frames, report.rounds, report.objects_per_frame, report.plan, report.available_cores
-    );
-    println!(
+    )?;
+    outln!(
         "model start-up {:.0} ms{}, peak RSS {}",
         report.startup_ms,
         report.replan_ms.map(|m| format!(" (then {m:.0} ms to build plan {})", report.plan)).unwrap_or_default(),
         report.peak_rss_mb.map(|m| format!("{m:.1} MB")).unwrap_or_else(|| "unknown".into())
-    );
-    let line = |stage: &str, s: &StageStats| println!("{stage:<24} median {:>7.1} ms   p90 {:>7.1} ms", s.median_ms, s.p90_ms);
-    line("decode (PNG)", &report.decode);
-    line("analysis", &report.analyse);
+    )?;
+    let line = |stage: &str, s: &StageStats| outln!("{stage:<24} median {:>7.1} ms   p90 {:>7.1} ms", s.median_ms, s.p90_ms);
+    line("decode (PNG)", &report.decode)?;
+    line("analysis", &report.analyse)?;
     for t in &report.by_threads {
         let n = t.threads;
-        line(&format!("segmentation, {n} thr"), &t.segment);
-        line(&format!("preprocessing, {n} thr"), &t.preprocess);
-        line(&format!("inference/cell, {n} thr"), &t.infer_per_cell);
-        println!("{:<24} median {:>7.2} ms", format!("inference/crop, {n} thr"), t.infer_per_crop_ms);
-        line(&format!("whole cell, {n} thr"), &t.whole_cell);
+        line(&format!("segmentation, {n} thr"), &t.segment)?;
+        line(&format!("preprocessing, {n} thr"), &t.preprocess)?;
+        line(&format!("inference/cell, {n} thr"), &t.infer_per_cell)?;
+        outln!("{:<24} median {:>7.2} ms", format!("inference/crop, {n} thr"), t.infer_per_crop_ms)?;
+        line(&format!("whole cell, {n} thr"), &t.whole_cell)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -63,21 +63,21 @@ pub fn exec(args: CaseArgs) -> Result<ExitCode> {
         recorder.case(&pipeline.model, &pipeline.thresholds, count, analyze, &frames, &report)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     for cell in &report.cells {
-        println!("{:<13} {:<16} {:<13} {}", cell.role, cell.cell.karyotype, cell.cell.verdict, cell.cell.origin);
+        outln!("{:<13} {:<16} {:<13} {}", cell.role, cell.cell.karyotype, cell.cell.verdict, cell.cell.origin)?;
     }
-    println!(
+    outln!(
         "case {}: {} frames, {} scored, {} indeterminate, modal number {}",
         dir.display(),
         report.cells_total,
         report.cells_scored,
         report.cells_indeterminate,
         report.modal_count.map_or("-".into(), |m| m.to_string())
-    );
-    println!("karyotype {}", if report.karyotype.is_empty() { "-" } else { &report.karyotype });
-    println!("verdict {}: {}", report.verdict, report.reasons.join("; "));
+    )?;
+    outln!("karyotype {}", if report.karyotype.is_empty() { "-" } else { &report.karyotype })?;
+    outln!("verdict {}: {}", report.verdict, report.reasons.join("; "))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -36,12 +36,12 @@ pub fn exec(args: DemoArgs) -> Result<ExitCode> {
     }
     let mut recorder = args.record.open()?;
     let pipeline = Pipeline::new(model);
-    println!(
+    outln!(
         "karyoscreen demo: {} built-in frames rendered from the class statistics of {} ({})",
         DEMO_CELLS.len(),
         pipeline.model.card.name,
         pipeline.model.origin
-    );
+    )?;
     let mut panel = console::panel();
     let mut source = DemoSource::new(&pipeline.model.card.class_stats);
     let (mut matched, mut total) = (0, 0);
@@ -51,18 +51,18 @@ pub fn exec(args: DemoArgs) -> Result<ExitCode> {
         let result = analyse_and_record(&pipeline, &frame, recorder.as_mut())?;
         let hit = result.karyotype == truth;
         matched += hit as usize;
-        println!(
+        outln!(
             "frame {total}: true {truth:<11} detected {:<14} {}  LED {:<13} verdict {}: {}",
             result.karyotype,
             if hit { "(match)   " } else { "(mismatch)" },
             Led::for_verdict(result.verdict).name(),
             result.verdict,
             result.reasons.join("; ")
-        );
+        )?;
         panel.show_verdict(result.verdict).ok();
     }
-    println!("{matched}/{total} detected karyotypes match the truth");
-    println!("screening aid only: every call needs the case logic and a person's sign-off");
+    outln!("{matched}/{total} detected karyotypes match the truth")?;
+    outln!("screening aid only: every call needs the case logic and a person's sign-off")?;
     panel.all_off().ok();
     Ok(ExitCode::SUCCESS)
 }
@@ -74,6 +74,6 @@ fn write_frame(model: &Model, n: usize, out: &std::path::Path) -> Result<ExitCod
     let image = render_cell(karyotype, &model.card.class_stats, (n - 1) as u64)
         .map_err(|e| anyhow::anyhow!("demo frame {n}: {e}"))?;
     image.save(out).with_context(|| format!("{}: cannot write frame", out.display()))?;
-    println!("{}", serde_json::json!({ "karyotype": karyotype, "verdict": verdict }));
+    outln!("{}", serde_json::json!({ "karyotype": karyotype, "verdict": verdict }))?;
     Ok(ExitCode::SUCCESS)
 }

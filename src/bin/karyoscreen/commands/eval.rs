@@ -37,31 +37,31 @@ pub fn exec(args: EvalArgs) -> Result<ExitCode> {
     let split = args.split.map(|s| format!("{s:?}").to_lowercase());
     let report = evaluate(&model, &args.dir, split.as_deref())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{} ({}), {} crops in {} cells, model {}",
         report.data,
         report.split.as_deref().unwrap_or("all splits"),
         report.cell.n,
         report.cells,
         report.model
-    );
+    )?;
     for (level, f) in [("per crop", &report.crop), ("after cell step", &report.cell)] {
-        println!(
+        outln!(
             "{level:<16} accuracy {:.4}  macro precision {:.4}  recall {:.4}  F1 {:.4}",
             f.accuracy, f.macro_precision, f.macro_recall, f.macro_f1
-        );
+        )?;
     }
     if let Some(s) = &report.structure {
-        println!(
+        outln!(
             "structure ({}): AUROC {:.4} over {} abnormal / {} normal crops; at threshold {:.4}: \
              {:.4} of normal flagged, recall {:.4}, arm accuracy {:.4}",
             s.note, s.auroc, s.n_abnormal, s.n_normal, s.threshold, s.normal_flagged_rate, s.recall_any, s.arm_accuracy
-        );
+        )?;
         for (kind, recall) in &s.recall_per_type {
-            println!("  recall {kind:<22} {recall:.4}");
+            outln!("  recall {kind:<22} {recall:.4}")?;
         }
     }
     Ok(ExitCode::SUCCESS)

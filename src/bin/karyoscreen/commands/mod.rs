@@ -1,6 +1,15 @@
 //! One file per subcommand, each with its arguments and `exec`; the options several share are
 //! here.
 
+/// `println!` that returns a write error (a full disk, a closed pipe) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| anyhow::anyhow!("cannot write to standard output: {e}"))
+    }};
+}
+
 pub mod analyze;
 pub mod bench;
 pub mod case;
@@ -46,9 +55,12 @@ impl TrustArgs {
 }
 
 impl ModelArgs {
+    /// The given model, or the built-in one. Keys given are checked either way: a key file
+    /// that is not a public key is a mistake to report, not something to ignore.
     pub fn load(&self) -> Result<Model> {
+        let trust = self.trust.trust()?;
         match &self.model {
-            Some(path) => Model::from_path(path, &self.trust.trust()?),
+            Some(path) => Model::from_path(path, &trust),
             None => Model::embedded(),
         }
     }

@@ -63,45 +63,45 @@ pub fn exec(action: ModelCommand) -> Result<ExitCode> {
     match action {
         ModelCommand::Keygen { out } => {
             let key = bundle::keygen(&out)?;
-            println!("{}", bundle::public_key_hex(&key));
-            println!(
+            outln!("{}", bundle::public_key_hex(&key))?;
+            outln!(
                 "key id {}: secret key {} (mode 0600, keep it private), public key {}",
                 bundle::key_id(&key),
                 out.display(),
                 bundle::pub_path_for(&out).display()
-            );
+            )?;
         }
         ModelCommand::Sign { key, model } => {
             let (sig, v) = bundle::sign(&model, &key)?;
-            println!(
+            outln!(
                 "signed {}: sha256 {}, card sha256 {}, key id {} -> {}",
                 model.display(),
                 v.onnx_sha256,
                 v.card_sha256,
                 v.key_id,
                 sig.display()
-            );
+            )?;
         }
         ModelCommand::Verify { model, trust } => {
             let trust = trust.trust()?;
             let read = Bundle::read(&model)?;
             let v = read.verify(&trust)?;
             Model::from_bundle(&read, &trust)?;
-            println!(
+            outln!(
                 "ok {}: sha256 {}, card sha256 {}, signed by key {} ({})",
                 model.display(),
                 v.onnx_sha256,
                 v.card_sha256,
                 v.key_id,
                 v.key_source
-            );
+            )?;
         }
         ModelCommand::Install { model, dir, trust } => {
             let done = bundle::install(&model, &dir, &trust.trust()?)?;
             if done.unchanged {
-                println!("{} is already the current model in {} ({})", done.version, dir.display(), done.model_path.display());
+                outln!("{} is already the current model in {} ({})", done.version, dir.display(), done.model_path.display())?;
             } else {
-                println!(
+                outln!(
                     "installed {} (sha256 {}, key id {}) in {}: current -> {}, previous -> {}; run with --model {}",
                     model.display(),
                     done.verified.onnx_sha256,
@@ -110,12 +110,12 @@ pub fn exec(action: ModelCommand) -> Result<ExitCode> {
                     done.version,
                     done.previous.as_deref().unwrap_or("(none)"),
                     done.model_path.display()
-                );
+                )?;
             }
         }
         ModelCommand::Rollback { dir, trust } => {
             let (current, previous) = bundle::rollback(&dir, &trust.trust()?)?;
-            println!("rolled back {}: current -> {current}, previous -> {previous}", dir.display());
+            outln!("rolled back {}: current -> {current}, previous -> {previous}", dir.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)

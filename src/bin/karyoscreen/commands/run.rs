@@ -54,9 +54,9 @@ pub fn exec(args: RunArgs) -> Result<ExitCode> {
     let mut recorder = args.record.open()?;
     let options = RunOptions { hold: args.hold as usize, max_frames: args.max_frames, ..RunOptions::default() };
     let summary = serve(&pipeline, &board, &args.source, args.console_leds, &options, recorder.as_mut())?;
-    println!(
+    outln!(
         "stopped: {} frames, {} analysed, {} skipped by the quality gate, {} unreadable, {} verdicts shown",
         summary.frames, summary.analysed, summary.skipped, summary.unreadable, summary.shown
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
