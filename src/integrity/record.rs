@@ -528,10 +528,14 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         assert_eq!(write(&mut recorder, 50), 5);
 
-        // A record from before sequence numbers counts as 0.
-        let legacy = scratch("legacy");
-        std::fs::write(&legacy, b"{\"kind\":\"cell\",\"origin\":\"x\"}\n").unwrap();
-        assert_eq!(Recorder::open(&legacy).unwrap().last_seq(), 0);
+        // A last line without a seq, or one about to wrap, cannot be continued: numbering from
+        // 0 again would repeat sequence numbers.
+        for last in [r#"{"kind":"cell","origin":"x"}"#.to_string(), format!(r#"{{"kind":"cell","seq":{}}}"#, u64::MAX)] {
+            let legacy = scratch("legacy");
+            std::fs::write(&legacy, format!("{last}\n")).unwrap();
+            let error = Recorder::open(&legacy).err().expect("refused").to_string();
+            assert!(error.contains("no valid seq"), "{error}");
+        }
     }
 
     #[test]
