@@ -473,6 +473,18 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     add("bench on a corrupt frame", args(&["bench", &s(&dir.join("truncated-idat.png")), "--rounds", "1"]), err(&["truncated-idat.png", unreadable]));
     add("bench on a bomb", args(&["bench", &s(&dir.join("bomb-100000x100000.png")), "--rounds", "1"]), err(&["bomb-100000x100000.png", "too large"]));
 
+    // Budgets: pixels before decoding, objects before classifying.
+    let big = encode(gray(8192, 8192, 230), ImageFormat::Png);
+    add("8192x8192 frame", analyze(&f("big-8192.png", &big)), err(&["big-8192.png", "megapixels"]));
+    add("6000x4000 frame", analyze(&f("big-6000x4000.png", &encode(gray(6000, 4000, 230), ImageFormat::Png))), err(&["big-6000x4000.png", "megapixels"]));
+    let confetti = GrayImage::from_fn(1500, 1500, |x, y| Luma([if x % 20 < 12 && y % 20 < 4 { 30 } else { 230 }]));
+    add("5,625 objects", analyze(&f("confetti.png", &encode(confetti.into(), ImageFormat::Png))), Expect::Indeterminate);
+    let comb = GrayImage::from_fn(1500, 1500, |x, y| Luma([if y < 10 || x % 6 < 2 { 30 } else { 230 }]));
+    add("one comb-shaped blob", analyze(&f("comb.png", &encode(comb.into(), ImageFormat::Png))), Expect::Indeterminate);
+    let bomb_set = set("eval-bomb-crop", Some(format!("{header}bomb.png,0,c1,test\n").as_bytes()));
+    std::fs::copy(dir.join("bomb-100000x100000.png"), bomb_set.join("bomb.png")).unwrap();
+    add("eval crop that is a bomb", args(&["eval", &s(&bomb_set)]), err(&["bomb.png", "too large"]));
+
     // Truncated JPEGs: decoders fill the missing scan with grey, so each must be refused.
     let whole = encode(noisy_gray(256, 192), ImageFormat::Jpeg);
     for (name, percent) in [("cut-50.jpg", 50), ("cut-90.jpg", 90), ("cut-95.jpg", 95), ("cut-99.jpg", 99)] {

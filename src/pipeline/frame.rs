@@ -8,7 +8,7 @@ use image::GrayImage;
 use serde::Serialize;
 
 use crate::pipeline::analyse::{assign, karyotype, Call, Karyotype};
-use crate::pipeline::decide::{decide, karyotype_determined, Decision, Thresholds};
+use crate::pipeline::decide::{decide, karyotype_determined, Decision, Thresholds, Verdict};
 use crate::pipeline::infer::Model;
 use crate::pipeline::preprocess::{preprocess_crop, size_features, Prepared};
 use crate::pipeline::segment::{segment, BBox, SegmentParams, Segmentation};
@@ -84,6 +84,11 @@ impl Pipeline {
         timings.segment_ms = ms(clock);
 
         let clock = Instant::now();
+        if segmentation.objects.len() > MAX_OBJECTS {
+            // Not a spread: noise, a comb, a texture. Nothing is cut or classified.
+            let unresolved = segmentation.unresolved + segmentation.objects.len();
+            return FrameInputs { segmentation, boxes: Vec::new(), unresolved, pixels: Vec::new(), sizes: Vec::new() };
+        }
         let params = &self.model.card.preprocessing;
         let mut prepared: Vec<Prepared> = Vec::new();
         let mut boxes = Vec::new();
@@ -128,6 +133,9 @@ impl Pipeline {
     pub fn analyse_until(&self, frame: &GrayImage, stop: &AtomicBool) -> Result<CellResult> {
         let mut timings = Timings::default();
         let FrameInputs { segmentation, boxes, unresolved, pixels, sizes } = self.prepare(frame, &mut timings);
+        if segmentation.objects.len() > MAX_OBJECTS {
+            return Ok(too_many_objects(segmentation, unresolved, timings));
+        }
 
         let clock = Instant::now();
         let predictions = self.model.classify_until(&pixels, &sizes, stop)?;
@@ -162,6 +170,30 @@ impl Pipeline {
             timings,
             detail,
         })
+    }
+}
+
+/// More candidate objects than any metaphase has (92 chromosomes in a tetraploid cell, plus
+/// what segmentation leaves): such a frame is not classified at all, which also bounds the
+/// time one frame can take.
+pub const MAX_OBJECTS: usize = 250;
+
+fn too_many_objects(segmentation: Segmentation, unresolved: usize, timings: Timings) -> CellResult {
+    let count = segmentation.objects.len();
+    let iscn = format!("karyotype not determined: {count} objects found");
+    CellResult {
+        count,
+        karyotype: iscn.clone(),
+        karyotype_determined: false,
+        verdict: Verdict::Indeterminate,
+        reasons: vec![format!("too many objects ({count} > {MAX_OBJECTS}): not a spread that can be read; nothing was classified")],
+        objects: Vec::new(),
+        polarity: segmentation.polarity,
+        debris: segmentation.debris,
+        nuclei: segmentation.nuclei,
+        unresolved,
+        timings,
+        detail: Karyotype { count, sex_chromosomes: String::new(), iscn, numerical: Vec::new(), structural: Vec::new() },
     }
 }
 

@@ -17,6 +17,10 @@ pub const MAX_FRAME_SIDE: u32 = 8192;
 /// Most memory one decoded frame may take (8192² RGBA, 4096² 16-bit RGBA).
 pub const MAX_DECODE_BYTES: u64 = 256 << 20;
 
+/// Most pixels a frame may have (4096 × 4096; microscope cameras give 0.3 to 12 MP). The
+/// stages after decoding take about 16 bytes a pixel, so this bounds one frame's memory.
+pub const MAX_FRAME_PIXELS: u64 = 4096 * 4096;
+
 pub struct Frame {
     pub image: GrayImage,
     /// File name, camera device or demo index: what the record and messages name.
@@ -97,13 +101,22 @@ fn decode_frame<R: std::io::BufRead + std::io::Seek>(mut reader: image::ImageRea
     limits.max_image_height = Some(MAX_FRAME_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let decoded = reader.decode().map_err(|e| match e {
+    let too_large = |e: image::ImageError| match e {
         image::ImageError::Limits(_) => anyhow::anyhow!(
             "{origin}: image too large: more than {MAX_FRAME_SIDE} pixels on a side or {} MiB decoded ({e})",
             MAX_DECODE_BYTES >> 20
         ),
         e => anyhow::Error::new(e).context(format!("{origin}: not a readable PNG, JPEG, TIFF or BMP image")),
-    })?;
+    };
+    let decoder = reader.into_decoder().map_err(too_large)?;
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
+    if width as u64 * height as u64 > MAX_FRAME_PIXELS {
+        anyhow::bail!(
+            "{origin}: image too large: {width}x{height} is more than the {} megapixels a frame may have",
+            MAX_FRAME_PIXELS / 1_000_000
+        );
+    }
+    let decoded = image::DynamicImage::from_decoder(decoder).map_err(too_large)?;
     if decoded.width() == 0 || decoded.height() == 0 {
         anyhow::bail!("{origin}: not a readable PNG, JPEG, TIFF or BMP image: it has no pixels");
     }
