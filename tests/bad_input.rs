@@ -485,6 +485,27 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     std::fs::copy(dir.join("bomb-100000x100000.png"), bomb_set.join("bomb.png")).unwrap();
     add("eval crop that is a bomb", args(&["eval", &s(&bomb_set)]), err(&["bomb.png", "too large"]));
 
+    // Signed but absurd: a signature says who made a bundle, not that it is sane.
+    let absurd: [(&'static str, fn(&mut serde_json::Value), &'static str); 9] = [
+        ("huge extra slot cost", |c| c["cell_assignment"]["extra_slot_cost"] = 1e300.into(), "extra_slot_cost"),
+        ("negative missing slot cost", |c| c["cell_assignment"]["missing_slot_cost"] = (-4.0).into(), "missing_slot_cost"),
+        ("capacity of a million", |c| c["cell_assignment"]["capacity"]["1"] = 1_000_000.into(), "capacity"),
+        ("structure threshold 7", |c| c["structure_threshold"] = 7.0.into(), "structure_threshold"),
+        ("input size 100000", |c| c["preprocessing"]["input_size"] = 100_000.into(), "input_size"),
+        ("rel_length 1e9", |c| c["class_stats"][0]["rel_length"] = 1e9.into(), "rel_length"),
+        ("aspect 0 to infinity", |c| c["class_stats"][3]["aspect"] = 1e308.into(), "aspect"),
+        ("empty ink profile", |c| c["class_stats"][5]["ink_profile"] = serde_json::json!([]), "ink_profile"),
+        ("homolog weight -1", |c| c["cell_assignment"]["homolog_weight"] = (-1.0).into(), "homolog_weight"),
+    ];
+    for (i, (name, edit, field)) in absurd.into_iter().enumerate() {
+        let m = bundle(&models, &format!("absurd-{i}"), &key, SHIPPED_ONNX, edit);
+        add(leak(format!("signed card: {name}")), on_model(&m), err(&[leak(format!("absurd-{i}.onnx")), field]));
+        add(leak(format!("model verify, signed card: {name}")), args(&["model", "verify", "--trusted-key", &trusted, &s(&m)]), err(&[field]));
+    }
+    let m = bundle(&models, "huge-constant", &key, &onnx_with_constant(&[1_000_000, 1_000_000]), |_| {});
+    add("signed graph: a 10^12-element constant", on_model(&m), err(&["huge-constant.onnx", "elements a constant may have"]));
+    add("model install: a 10^12-element constant", args(&["model", "install", "--trusted-key", &trusted, &s(&m), "--dir", &s(&dir.join("installed"))]), err(&["elements a constant may have"]));
+
     // Truncated JPEGs: decoders fill the missing scan with grey, so each must be refused.
     let whole = encode(noisy_gray(256, 192), ImageFormat::Jpeg);
     for (name, percent) in [("cut-50.jpg", 50), ("cut-90.jpg", 90), ("cut-95.jpg", 95), ("cut-99.jpg", 99)] {
@@ -548,6 +569,46 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     add("signing with a public key", args(&["model", "sign", "--key", &trusted, &s(&models.join("foreign.onnx"))]), err(&["test-key.pub", "this is a public key"]));
     add("trusting a secret key", args(&["demo", "--trusted-key", &secret]), err(&["test-key", "secret signing key"]));
     cases
+}
+
+/// A minimal ONNX model (protobuf written out by hand) whose one constant declares `dims` and
+/// holds no data.
+fn onnx_with_constant(dims: &[u64]) -> Vec<u8> {
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn field(number: u64, bytes: &[u8], out: &mut Vec<u8>) {
+        varint(number << 3 | 2, out);
+        varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+    let mut tensor = Vec::new();
+    for &d in dims {
+        varint(1 << 3, &mut tensor); // dims (int64, unpacked)
+        varint(d, &mut tensor);
+    }
+    varint(2 << 3, &mut tensor); // data_type FLOAT
+    varint(1, &mut tensor);
+    field(8, b"huge", &mut tensor); // name
+    let mut output = Vec::new();
+    field(1, b"huge", &mut output);
+    let mut graph = Vec::new();
+    field(2, b"g", &mut graph); // name
+    field(5, &tensor, &mut graph); // initializer
+    field(12, &output, &mut graph); // output
+    let mut opset = Vec::new();
+    varint(2 << 3, &mut opset);
+    varint(13, &mut opset);
+    let mut model = Vec::new();
+    varint(1 << 3, &mut model); // ir_version
+    varint(7, &mut model);
+    field(7, &graph, &mut model);
+    field(8, &opset, &mut model);
+    model
 }
 
 /// A case name made at run time.

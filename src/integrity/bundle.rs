@@ -429,15 +429,24 @@ pub fn version_name(v: &Verified) -> String {
 pub fn install(onnx_path: &Path, dir: &Path, trust: &Trust) -> Result<Installed> {
     let bundle = Bundle::read(onnx_path)?;
     let verified = bundle.verify(trust)?;
-    crate::pipeline::infer::Model::from_bundle(&bundle, trust)?;
+    crate::pipeline::infer::Model::from_bundle(&bundle, trust)?.check_runs()?;
     let sig = bundle.sig.as_deref().unwrap_or_default();
     fs::create_dir_all(dir).with_context(|| format!("{}: cannot create model folder", dir.display()))?;
     let version = version_name(&verified);
     let target = dir.join(&version);
     let installed_onnx = target.join(format!("{INSTALLED_STEM}.onnx"));
     if target.exists() {
-        // Installed before (and perhaps rolled back from): use it only if it still verifies.
-        Bundle::read(&installed_onnx)?.verify(trust)?;
+        // Installed before (and perhaps rolled back from): use it only if it still verifies and
+        // holds exactly the bytes asked for now.
+        let there = Bundle::read(&installed_onnx)?;
+        there.verify(trust)?;
+        if there.onnx != bundle.onnx || there.card != bundle.card || there.sig.as_deref().unwrap_or_default() != sig {
+            bail!(
+                "{}: version {version} is already installed with other bytes than {}; refusing to switch to it — remove that folder or install another bundle",
+                dir.display(),
+                onnx_path.display()
+            );
+        }
     } else {
         let tmp = dir.join(format!(".incoming-{version}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);

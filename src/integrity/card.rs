@@ -83,6 +83,60 @@ pub struct Card {
 }
 
 impl Card {
+    /// Values a card may hold. A card is signed, but a signature says who made it, not that it
+    /// is sane: these bound what the analysis and the demo renderer will compute from it.
+    pub fn check_ranges(&self) -> Result<(), String> {
+        let finite_in = |what: &str, v: f64, low: f64, high: f64| -> Result<(), String> {
+            if v.is_finite() && (low..=high).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{what} {v} is outside {low}..={high}"))
+            }
+        };
+        if self.preprocessing.input_size > 512 {
+            return Err(format!("input_size {} is above 512", self.preprocessing.input_size));
+        }
+        for output in &self.outputs {
+            if output.labels.is_empty() || output.labels.len() > 256 {
+                return Err(format!("output {:?} has {} labels (1..=256)", output.name, output.labels.len()));
+            }
+        }
+        let cells = &self.cell_assignment;
+        if cells.capacity.len() > 64 || cells.capacity.values().any(|&c| c > 8) {
+            return Err("cell_assignment.capacity: at most 64 classes of at most 8 slots".into());
+        }
+        finite_in("cell_assignment.extra_slot_cost", cells.extra_slot_cost, 0.0, 1000.0)?;
+        if let Some(cost) = cells.missing_slot_cost {
+            finite_in("cell_assignment.missing_slot_cost", cost, 0.0, 1000.0)?;
+        }
+        if let Some(weight) = cells.homolog_weight {
+            finite_in("cell_assignment.homolog_weight", weight, 0.0, 1000.0)?;
+        }
+        if let Some(threshold) = self.structure_threshold {
+            finite_in("structure_threshold", threshold as f64, 0.0, 1.0)?;
+        }
+        if self.class_stats.len() > 64 {
+            return Err(format!("{} class_stats (at most 64)", self.class_stats.len()));
+        }
+        for class in &self.class_stats {
+            let what = |field: &str| format!("class_stats {:?} {field}", class.label);
+            finite_in(&what("rel_length"), class.rel_length, 0.0, 10.0)?;
+            finite_in(&what("aspect"), class.aspect, 0.0, 100.0)?;
+            for (field, profile) in [("ink_profile", &class.ink_profile), ("width_profile", &class.width_profile)] {
+                if profile.is_empty() || profile.len() > 1024 {
+                    return Err(format!("{} has {} values (1..=1024)", what(field), profile.len()));
+                }
+                for &v in profile.iter() {
+                    finite_in(&what(field), v, 0.0, 10.0)?;
+                }
+            }
+            if let Some(centromere) = class.centromere {
+                finite_in(&what("centromere"), centromere, 0.0, 1.0)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn output(&self, name: &str) -> Result<&OutputSpec> {
         self.outputs
             .iter()

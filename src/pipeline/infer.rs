@@ -93,6 +93,7 @@ impl Model {
             card.onnx_sha256
         );
         card.preprocessing.check_supported().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        card.check_ranges().map_err(|e| anyhow::anyhow!("{origin}: model card: {e}"))?;
         let side = card.preprocessing.input_size;
         let execution = Plan::default();
         let (plan, outputs) = build_plan(onnx, &card, side, origin, execution, true)?;
@@ -106,6 +107,19 @@ impl Model {
             threads: default_threads(),
             batch_one: true,
         })
+    }
+
+    /// Runs one blank crop through the plan and checks that every output is finite: what
+    /// `model verify` and `model install` add to the signature and load checks, so a bundle that
+    /// loads but cannot run is refused before it is installed.
+    pub fn check_runs(&self) -> Result<()> {
+        let side = self.input_size();
+        let predictions = self.classify(&vec![0.5; side * side], &[[0.0, 0.0]])?;
+        let finite = predictions.iter().all(|p| {
+            p.identity.iter().chain(&p.structure).all(|v| v.is_finite())
+        });
+        ensure!(finite && predictions.len() == 1, "{}: a test crop gave no usable output", self.origin);
+        Ok(())
     }
 
     /// Rebuilds the execution plan from the same ONNX bytes (checked against the loaded ones).

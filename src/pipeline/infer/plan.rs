@@ -62,6 +62,7 @@ pub fn default_threads() -> usize {
 pub fn inference_model(onnx: &[u8], plan: Plan) -> Result<InferenceModel> {
     let framework = tract_onnx::onnx();
     let mut proto = framework.proto_model_for_read(&mut std::io::Cursor::new(onnx))?;
+    check_constant_sizes(&proto)?;
     if plan == Plan::Dequantized {
         dequantize::rewrite(&mut proto)?;
         split::rewrite(&mut proto)?;
@@ -77,6 +78,28 @@ mod split;
 /// Whether `node` is the standard ONNX operator of its name (not a custom domain's).
 fn is_onnx_op(node: &tract_onnx::pb::NodeProto, op: &str) -> bool {
     node.op_type == op && (node.domain.is_empty() || node.domain == "ai.onnx")
+}
+
+/// Most elements one constant tensor may declare: the shipped model's largest holds 0.2 M. A
+/// graph asking for more (a signed but absurd file) is refused before anything is allocated.
+pub const MAX_CONSTANT_ELEMENTS: u64 = 64 << 20;
+
+/// Refuses initializers and Constant nodes whose declared shape is absurdly large.
+fn check_constant_sizes(proto: &tract_onnx::pb::ModelProto) -> Result<()> {
+    let Some(graph) = proto.graph.as_ref() else { return Ok(()) };
+    let constants = graph.node.iter().filter(|n| n.op_type == "Constant").flat_map(|n| n.attribute.iter()).filter_map(|a| a.t.as_ref());
+    for tensor in graph.initializer.iter().chain(constants) {
+        let elements = tensor.dims.iter().try_fold(1u64, |n, &d| u64::try_from(d).ok().and_then(|d| n.checked_mul(d)));
+        match elements {
+            Some(n) if n <= MAX_CONSTANT_ELEMENTS => {}
+            _ => anyhow::bail!(
+                "constant {:?} declares shape {:?}: more than the {MAX_CONSTANT_ELEMENTS} elements a constant may have",
+                tensor.name,
+                tensor.dims
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Drops the initializers nothing reads any more (weights a rewrite replaced).

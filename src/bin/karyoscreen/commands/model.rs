@@ -86,7 +86,7 @@ pub fn exec(action: ModelCommand) -> Result<ExitCode> {
             let trust = trust.trust()?;
             let read = Bundle::read(&model)?;
             let v = read.verify(&trust)?;
-            Model::from_bundle(&read, &trust)?;
+            Model::from_bundle(&read, &trust)?.check_runs()?;
             outln!(
                 "ok {}: sha256 {}, card sha256 {}, signed by key {} ({})",
                 model.display(),
