@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short run of every cargo-fuzz target in fuzz/ (frame decoding + segmentation; board
-# profile and model card parsing), each from a seed corpus this script writes itself; fails
+# profile and model card parsing; the record reader), each from a seed corpus this script writes itself; fails
 # when a target crashes (panic, overflow, sanitizer report, timeout or memory blow-up).
 #   tests/fuzz.sh                 30 s per target
 #   FUZZ_SECONDS=600 tests/fuzz.sh    a longer run
@@ -18,8 +18,12 @@ export RUSTC_BOOTSTRAP=1
 # finds objects), the shipped board profiles and the model card.
 seeds=fuzz/seeds
 rm -rf "$seeds"
-mkdir -p "$seeds/frame" "$seeds/config"
+mkdir -p "$seeds/frame" "$seeds/config" "$seeds/record"
 cp boards/*.toml models/karyoscreen.card.json "$seeds/config/"
+# Records: two whole lines, one with a torn tail, and a file that is not a record.
+printf '{"kind":"cell","seq":1,"time_unix_ms":1}\n{"kind":"case","seq":2,"time_unix_ms":2}\n' >"$seeds/record/whole.jsonl"
+printf '{"kind":"cell","seq":7,"time_unix_ms":1}\n{"kind":"ce' >"$seeds/record/torn.jsonl"
+cp boards/generic.toml "$seeds/record/not-a-record.toml"
 python3 - "$seeds/frame" <<'PY'
 import struct, sys, zlib
 
@@ -79,7 +83,7 @@ PY
 status=0
 for target in $(cd fuzz && cargo fuzz list); do
     mkdir -p "fuzz/corpus/$target"
-    case "$target" in frame) seed="$seeds/frame" ;; *) seed="$seeds/config" ;; esac
+    case "$target" in frame) seed="$seeds/frame" ;; record) seed="$seeds/record" ;; *) seed="$seeds/config" ;; esac
     echo "=== fuzz $target for ${seconds}s"
     if (cd fuzz && cargo fuzz run "$target" "corpus/$target" "../$seed" -- \
             -max_total_time="$seconds" -max_len=65536 -timeout=20 -rss_limit_mb=2048 \

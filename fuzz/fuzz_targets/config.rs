@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(card) = serde_json::from_str::<karyoscreen::integrity::card::Card>(text) {
         let _ = card.preprocessing.check_supported();
+        let _ = card.check_ranges();
         let _ = (card.identity_labels(), card.structure_labels());
     }
 });

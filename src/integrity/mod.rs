@@ -5,5 +5,4 @@
 pub mod bundle;
 pub mod card;
 pub mod input;
-#[cfg(feature = "inference")]
 pub mod record;

@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::tools::case::CaseReport;
-use crate::pipeline::decide::Thresholds;
 use crate::integrity::card::sha256_hex;
-use crate::pipeline::infer::Model;
-use crate::pipeline::CellResult;
+// What a line holds comes from the analysis; opening, checking and appending need none of it,
+// so the reader builds (and is fuzzed) without the inference engine.
+#[cfg(feature = "inference")]
+use crate::{pipeline::decide::Thresholds, pipeline::infer::Model, pipeline::CellResult, tools::case::CaseReport};
 
 /// Rotate before a file passes 8 MiB …
 pub const DEFAULT_MAX_BYTES: u64 = 8 << 20;
@@ -120,6 +120,7 @@ struct Envelope<'a, T: Serialize> {
     body: &'a T,
 }
 
+#[cfg(feature = "inference")]
 #[derive(Serialize)]
 struct CellRecord<'a> {
     origin: &'a str,
@@ -139,12 +140,14 @@ pub struct CaseFrame {
     pub frame_sha256: String,
 }
 
+#[cfg(feature = "inference")]
 #[derive(Serialize)]
 struct CaseRules {
     count: usize,
     analyse: usize,
 }
 
+#[cfg(feature = "inference")]
 #[derive(Serialize)]
 struct CaseRecord<'a> {
     model: &'a str,
@@ -198,16 +201,17 @@ impl Recorder {
         for n in 0..options.keep {
             check_is_record(&rotated_path(path, n))?;
         }
+        // The sequence first (it skips a torn tail): a record refused for its seq is left as
+        // it was, and only one that will be written to has its torn tail cut.
         let mut seq = None;
-        for n in 0..options.keep {
-            let file = rotated_path(path, n);
-            if !file.is_file() {
-                continue;
-            }
-            repair_torn_tail(&file)?;
+        let files: Vec<PathBuf> = (0..options.keep).map(|n| rotated_path(path, n)).filter(|f| f.is_file()).collect();
+        for file in &files {
             if seq.is_none() {
-                seq = last_seq(&file)?;
+                seq = last_seq(file)?;
             }
+        }
+        for file in &files {
+            repair_torn_tail(file)?;
         }
         let existed = path.exists();
         let file = OpenOptions::new()
@@ -228,6 +232,7 @@ impl Recorder {
     }
 
     /// Appends one cell; returns its sequence number once the line is on stable storage.
+    #[cfg(feature = "inference")]
     pub fn cell(
         &mut self,
         origin: &str,
@@ -250,6 +255,7 @@ impl Recorder {
 
     /// Appends one case verdict (the tally of `frames`, with the count/analyse rules it used);
     /// returns its sequence number once the line is on stable storage.
+    #[cfg(feature = "inference")]
     pub fn case(
         &mut self,
         model: &Model,
@@ -271,7 +277,9 @@ impl Recorder {
         self.append("case", &record)
     }
 
-    fn append<T: Serialize>(&mut self, kind: &'static str, body: &T) -> Result<u64> {
+    /// Appends one line of `kind` with `body`'s fields; returns its sequence number once the
+    /// line is on stable storage.
+    pub fn append<T: Serialize>(&mut self, kind: &'static str, body: &T) -> Result<u64> {
         if self.broken {
             bail!("{}: the record is unusable after a failed write; restart to recover it", self.path.display());
         }
