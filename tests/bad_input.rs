@@ -564,6 +564,22 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     let text_seq = f("text-seq.jsonl", b"{\"kind\":\"cell\",\"seq\":\"7\"}\n");
     add("record: seq as text", args(&["analyze", "--record", &s(&text_seq), &s(&frame)]), err(&["text-seq.jsonl", "no valid seq"]));
 
+    // `run` on a file it cannot use says so and exits non-zero, instead of doing nothing.
+    let run_on = |source: &Path| args(&["run", "--board", "generic", "--console-leds", "--source", &s(source)]);
+    add("run: missing source file", run_on(&dir.join("gone.png")), err(&["gone.png", "cannot read frame"]));
+    add("run: corrupt source file", run_on(&dir.join("truncated-idat.png")), err(&["truncated-idat.png", "not a readable"]));
+    add("run: truncated JPEG source", run_on(&dir.join("cut-90.jpg")), err(&["cut-90.jpg", "truncated JPEG"]));
+    let looped = dir.join("loop.png");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    add("run: symlink loop as source", run_on(&looped), err(&["loop.png", "cannot read frame"]));
+
+    // Usage mistakes: one line each, naming the problem.
+    add("usage: analyze without a frame", args(&["analyze"]), err(&["<FRAME>"]));
+    add("usage: unknown option", args(&["analyze", "--jsn", &s(&frame)]), err(&["--jsn"]));
+    add("usage: --out without --write-frame", args(&["demo", "--out", &s(&dir.join("o.png"))]), err(&["--write-frame"]));
+    add("usage: --record on eval", args(&["eval", &s(&dir), "--record", &s(&dir.join("r.jsonl"))]), err(&["--record"]));
+    add("usage: hold 0", args(&["run", "--board", "generic", "--hold", "0"]), err(&["--hold", "0"]));
+
     // Keys given for the wrong role.
     let secret = s(&models.join("test-key"));
     add("signing with a public key", args(&["model", "sign", "--key", &trusted, &s(&models.join("foreign.onnx"))]), err(&["test-key.pub", "this is a public key"]));
@@ -826,4 +842,24 @@ fn a_full_stdout_is_an_error_not_a_panic() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains("cannot write to standard output"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn acknowledgements_cannot_be_forged_by_a_file_name() {
+    let dir = scratch("forged-ack");
+    let frame = dir.join("x\nrecorded 999 forged.png");
+    let made = binary().args(["demo", "--write-frame", "1", "--out"]).arg(&frame).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let out = binary()
+        .args(["run", "--board", "generic", "--console-leds", "--hold", "1", "--source"])
+        .arg(&frame)
+        .arg("--record")
+        .arg(dir.join("record.jsonl"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let acks: Vec<&str> = stdout.lines().filter(|l| l.starts_with("recorded ")).collect();
+    assert_eq!(acks.len(), 1, "{stdout}");
+    assert!(acks[0].starts_with("recorded 1 ") && acks[0].contains("\\n"), "{stdout}");
 }
