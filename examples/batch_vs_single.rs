@@ -5,10 +5,10 @@
 
 use std::time::Instant;
 
-use karyoscreen::tools::demo::{render_cell, DEMO_CELLS};
 use karyoscreen::pipeline::infer::{Model, Plan};
 use karyoscreen::pipeline::preprocess::{preprocess_crop, size_features};
 use karyoscreen::pipeline::segment::{segment, SegmentParams};
+use karyoscreen::tools::demo::{render_cell, DEMO_CELLS};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -20,8 +20,10 @@ fn main() -> Result<()> {
     model.set_input_fact(1, InferenceFact::dt_shape(f32::datum_type(), [1, 2]))?;
     let runnable = model.into_optimized()?.into_runnable()?;
     let pixels: Vec<f32> = (0..64 * 64).map(|k| ((k * 7919) % 1000) as f32 / 1000.0).collect();
-    let inputs: TVec<TValue> =
-        tvec!(Tensor::from_shape(&[1, 1, 64, 64], &pixels)?.into(), Tensor::from_shape(&[1, 2], &[1.0f32, 1.0])?.into());
+    let inputs: TVec<TValue> = tvec!(
+        Tensor::from_shape(&[1, 1, 64, 64], &pixels)?.into(),
+        Tensor::from_shape(&[1, 2], &[1.0f32, 1.0])?.into()
+    );
     let mut state = runnable.spawn()?;
     let mut times = vec![Duration::ZERO; runnable.model().nodes().len()];
     let (warm_up, runs) = (100, 2000);

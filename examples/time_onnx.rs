@@ -16,11 +16,8 @@ fn plan(path: &str) -> Result<(Arc<TypedRunnableModel>, TVec<TValue>)> {
     let mut model = tract_onnx::onnx().model_for_path(path).with_context(|| format!("{path}: not loadable"))?;
     for input in 0..model.inputs.len() {
         let fact = model.input_fact(input)?.clone();
-        let shape: Vec<usize> = fact
-            .shape
-            .dims()
-            .map(|d| d.concretize().and_then(|d| d.as_i64()).map_or(1, |d| d as usize))
-            .collect();
+        let shape: Vec<usize> =
+            fact.shape.dims().map(|d| d.concretize().and_then(|d| d.as_i64()).map_or(1, |d| d as usize)).collect();
         model.set_input_fact(input, InferenceFact::dt_shape(f32::datum_type(), &shape))?;
     }
     let model = model.into_optimized()?.into_runnable()?;

@@ -39,9 +39,7 @@ fn analyze(p: &Path) -> Vec<String> {
 
 /// `run` on a board profile file; a bad profile must stop it before any frame or LED.
 fn run_config(p: &Path) -> Vec<String> {
-    ["run", "--config", &s(p), "--source", "demo", "--console-leds", "--max-frames", "1"]
-        .map(String::from)
-        .to_vec()
+    ["run", "--config", &s(p), "--source", "demo", "--console-leds", "--max-frames", "1"].map(String::from).to_vec()
 }
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -227,8 +225,16 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     let mut bad_crc = valid_png.clone();
     bad_crc[20] ^= 0xff; // inside IHDR: the chunk CRC no longer matches
     add("png-bad-crc", analyze(&f("bad-crc.png", &bad_crc)), err(&["bad-crc.png", unreadable]));
-    add("png-zero-width", analyze(&f("zero-width.png", &png(0, 16, 8, 0, None, &[]))), err(&["zero-width.png", unreadable]));
-    add("png-bad-depth", analyze(&f("depth-3.png", &png(16, 16, 3, 0, None, &[0; 64]))), err(&["depth-3.png", unreadable]));
+    add(
+        "png-zero-width",
+        analyze(&f("zero-width.png", &png(0, 16, 8, 0, None, &[]))),
+        err(&["zero-width.png", unreadable]),
+    );
+    add(
+        "png-bad-depth",
+        analyze(&f("depth-3.png", &png(16, 16, 3, 0, None, &[0; 64]))),
+        err(&["depth-3.png", unreadable]),
+    );
     add("bmp-zero-size", analyze(&f("zero.bmp", &bmp(0, 0))), err(&["zero.bmp"]));
 
     // Decompression bombs and absurd dimensions: refused from the header, before allocating.
@@ -249,12 +255,22 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     let mut jpeg_bomb = valid_jpeg.clone();
     let sof = jpeg_bomb.windows(2).position(|w| w == [0xff, 0xc0]).expect("baseline JPEG has SOF0");
     jpeg_bomb[sof + 5..sof + 9].copy_from_slice(&[0xff, 0xf0, 0xff, 0xf0]);
-    add("bomb-65520x65520.jpg", analyze(&f("bomb-65520x65520.jpg", &jpeg_bomb)), err(&["bomb-65520x65520.jpg", too_large]));
+    add(
+        "bomb-65520x65520.jpg",
+        analyze(&f("bomb-65520x65520.jpg", &jpeg_bomb)),
+        err(&["bomb-65520x65520.jpg", too_large]),
+    );
 
     // Valid images that hold no cell: any depth or colour type, tiny, blank, extreme aspect.
     let rgba = image::RgbaImage::from_pixel(48, 32, image::Rgba([30, 200, 90, 128]));
     let valid: Vec<(&'static str, Vec<u8>)> = vec![
-        ("gray16.png", encode(DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(64, 64, Luma([40000u16]))), ImageFormat::Png)),
+        (
+            "gray16.png",
+            encode(
+                DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(64, 64, Luma([40000u16]))),
+                ImageFormat::Png,
+            ),
+        ),
         ("rgba8.png", encode(DynamicImage::ImageRgba8(rgba.clone()), ImageFormat::Png)),
         ("rgba16.png", encode(DynamicImage::ImageRgba8(rgba.clone()).to_rgba16().into(), ImageFormat::Png)),
         ("gray-alpha.png", encode(DynamicImage::ImageRgba8(rgba.clone()).to_luma_alpha8().into(), ImageFormat::Png)),
@@ -262,22 +278,90 @@ fn build_cases(dir: &Path) -> Vec<Case> {
         ("1-bit.png", png(16, 16, 1, 0, None, &[[0u8, 0xaa, 0x55].as_slice(); 16].concat())),
         ("palette.png", png(4, 4, 8, 3, Some(&[0, 0, 0, 255, 255, 255]), &[[0u8, 0, 1, 0, 1].as_slice(); 4].concat())),
         ("1x1.png", encode(gray(1, 1, 0), ImageFormat::Png)),
-        ("2x2.png", encode(DynamicImage::ImageLuma8(GrayImage::from_raw(2, 2, vec![0, 255, 255, 0]).unwrap()), ImageFormat::Png)),
-        ("3x3-one-dark-pixel.png", encode(DynamicImage::ImageLuma8(GrayImage::from_fn(3, 3, |x, y| Luma([if x == 1 && y == 1 { 0 } else { 250 }]))), ImageFormat::Png)),
+        (
+            "2x2.png",
+            encode(
+                DynamicImage::ImageLuma8(GrayImage::from_raw(2, 2, vec![0, 255, 255, 0]).unwrap()),
+                ImageFormat::Png,
+            ),
+        ),
+        (
+            "3x3-one-dark-pixel.png",
+            encode(
+                DynamicImage::ImageLuma8(GrayImage::from_fn(3, 3, |x, y| {
+                    Luma([if x == 1 && y == 1 { 0 } else { 250 }])
+                })),
+                ImageFormat::Png,
+            ),
+        ),
         ("white-16x16.png", encode(gray(16, 16, 255), ImageFormat::Png)),
         ("black-64x64.png", encode(gray(64, 64, 0), ImageFormat::Png)),
         ("mid-gray-512.png", encode(gray(512, 512, 128), ImageFormat::Png)),
-        ("strip-4096x1.png", encode(DynamicImage::ImageLuma8(GrayImage::from_fn(4096, 1, |x, _| Luma([if x % 97 < 9 { 20 } else { 230 }]))), ImageFormat::Png)),
-        ("strip-1x4096.png", encode(DynamicImage::ImageLuma8(GrayImage::from_fn(1, 4096, |_, y| Luma([if y % 97 < 9 { 20 } else { 230 }]))), ImageFormat::Png)),
-        ("strip-8192x3.png", encode(DynamicImage::ImageLuma8(GrayImage::from_fn(8192, 3, |x, _| Luma([if x % 50 < 5 { 20 } else { 230 }]))), ImageFormat::Png)),
-        ("noise-256.png", encode(DynamicImage::ImageLuma8(GrayImage::from_raw(256, 256, noise(256 * 256, 7)).unwrap()), ImageFormat::Png)),
-        ("checkerboard-128.png", encode(DynamicImage::ImageLuma8(GrayImage::from_fn(128, 128, |x, y| Luma([if (x + y) % 2 == 0 { 0 } else { 255 }]))), ImageFormat::Png)),
-        ("one-big-blob-256.png", encode(DynamicImage::ImageLuma8(GrayImage::from_fn(256, 256, |x, y| Luma([if (16..240).contains(&x) && (16..240).contains(&y) { 30 } else { 230 }]))), ImageFormat::Png)),
+        (
+            "strip-4096x1.png",
+            encode(
+                DynamicImage::ImageLuma8(GrayImage::from_fn(4096, 1, |x, _| Luma([if x % 97 < 9 { 20 } else { 230 }]))),
+                ImageFormat::Png,
+            ),
+        ),
+        (
+            "strip-1x4096.png",
+            encode(
+                DynamicImage::ImageLuma8(GrayImage::from_fn(1, 4096, |_, y| Luma([if y % 97 < 9 { 20 } else { 230 }]))),
+                ImageFormat::Png,
+            ),
+        ),
+        (
+            "strip-8192x3.png",
+            encode(
+                DynamicImage::ImageLuma8(GrayImage::from_fn(8192, 3, |x, _| Luma([if x % 50 < 5 { 20 } else { 230 }]))),
+                ImageFormat::Png,
+            ),
+        ),
+        (
+            "noise-256.png",
+            encode(
+                DynamicImage::ImageLuma8(GrayImage::from_raw(256, 256, noise(256 * 256, 7)).unwrap()),
+                ImageFormat::Png,
+            ),
+        ),
+        (
+            "checkerboard-128.png",
+            encode(
+                DynamicImage::ImageLuma8(GrayImage::from_fn(128, 128, |x, y| {
+                    Luma([if (x + y) % 2 == 0 { 0 } else { 255 }])
+                })),
+                ImageFormat::Png,
+            ),
+        ),
+        (
+            "one-big-blob-256.png",
+            encode(
+                DynamicImage::ImageLuma8(GrayImage::from_fn(256, 256, |x, y| {
+                    Luma([if (16..240).contains(&x) && (16..240).contains(&y) { 30 } else { 230 }])
+                })),
+                ImageFormat::Png,
+            ),
+        ),
         ("white-4096x4096.png", encode(gray(4096, 4096, 255), ImageFormat::Png)),
         ("gray.jpg", valid_jpeg.clone()),
         ("gray.tif", valid_tiff.clone()),
-        ("gray16.tif", encode(DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(32, 32, Luma([1000u16]))), ImageFormat::Tiff)),
-        ("rgb32f-nan.tif", encode(DynamicImage::ImageRgb32F(image::ImageBuffer::from_fn(32, 32, |x, _| image::Rgb([f32::NAN, f32::INFINITY, -(x as f32)]))), ImageFormat::Tiff)),
+        (
+            "gray16.tif",
+            encode(
+                DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(32, 32, Luma([1000u16]))),
+                ImageFormat::Tiff,
+            ),
+        ),
+        (
+            "rgb32f-nan.tif",
+            encode(
+                DynamicImage::ImageRgb32F(image::ImageBuffer::from_fn(32, 32, |x, _| {
+                    image::Rgb([f32::NAN, f32::INFINITY, -(x as f32)])
+                })),
+                ImageFormat::Tiff,
+            ),
+        ),
         ("rgb.bmp", valid_bmp.clone()),
         ("png-named.jpg", valid_png.clone()),
     ];
@@ -324,7 +408,11 @@ fn build_cases(dir: &Path) -> Vec<Case> {
         std::fs::write(blank_case.join(format!("{i}.png")), &valid_png).unwrap();
     }
     std::fs::create_dir_all(blank_case.join("sub.png")).unwrap();
-    add("case: missing folder", args(&["case", &s(&dir.join("no-case"))]), err(&["no-case", "cannot read case folder"]));
+    add(
+        "case: missing folder",
+        args(&["case", &s(&dir.join("no-case"))]),
+        err(&["no-case", "cannot read case folder"]),
+    );
     add("case: a file", args(&["case", &s(&plain)]), err(&["plain.png", "cannot read case folder"]));
     add("case: empty folder", args(&["case", &s(&empty_case)]), err(&["case-empty", "no frames"]));
     add("case: no images", args(&["case", &s(&text_case)]), err(&["case-text-only", "no frames"]));
@@ -357,9 +445,17 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     let pi4_no_line = PI4.replace("ready = { line = \"GPIO17\", offset = 17 }", "ready = {}");
     std::fs::write(&no_led, pi4_no_line).unwrap();
     add("no-led-line.toml", run_config(&no_led), err(&["no-led-line.toml", "needs a line name or an offset"]));
-    add("board profile missing", run_config(&dir.join("nowhere.toml")), err(&["nowhere.toml", "cannot read board profile"]));
+    add(
+        "board profile missing",
+        run_config(&dir.join("nowhere.toml")),
+        err(&["nowhere.toml", "cannot read board profile"]),
+    );
     add("board profile is a folder", run_config(&folder), err(&["folder.png", "cannot read board profile"]));
-    add("unknown built-in board", args(&["run", "--board", "toaster", "--console-leds"]), err(&["toaster", "possible values"]));
+    add(
+        "unknown built-in board",
+        args(&["run", "--board", "toaster", "--console-leds"]),
+        err(&["toaster", "possible values"]),
+    );
 
     // Models and cards.
     let models = case("models");
@@ -373,21 +469,41 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     add("model missing", on_model(&models.join("missing.onnx")), err(&["missing.onnx", "cannot read model"]));
     add("model is a folder", on_model(&folder), err(&["folder.png", "cannot read model"]));
     std::fs::write(models.join("lonely.onnx"), SHIPPED_ONNX).unwrap();
-    add("model without card", on_model(&models.join("lonely.onnx")), err(&["lonely.card.json", "cannot read the model card"]));
+    add(
+        "model without card",
+        on_model(&models.join("lonely.onnx")),
+        err(&["lonely.card.json", "cannot read the model card"]),
+    );
     std::fs::write(models.join("bad-json.onnx"), SHIPPED_ONNX).unwrap();
     card("bad-json", "{\"name\": ");
-    add("card: malformed JSON", on_model(&models.join("bad-json.onnx")), err(&["bad-json.onnx", "model card is not valid"]));
+    add(
+        "card: malformed JSON",
+        on_model(&models.join("bad-json.onnx")),
+        err(&["bad-json.onnx", "model card is not valid"]),
+    );
     std::fs::write(models.join("empty-card.onnx"), SHIPPED_ONNX).unwrap();
     card("empty-card", "{}");
-    add("card: empty object", on_model(&models.join("empty-card.onnx")), err(&["empty-card.onnx", "model card is not valid"]));
+    add(
+        "card: empty object",
+        on_model(&models.join("empty-card.onnx")),
+        err(&["empty-card.onnx", "model card is not valid"]),
+    );
     std::fs::write(models.join("array-card.onnx"), SHIPPED_ONNX).unwrap();
     card("array-card", "[1, 2, 3]");
-    add("card: a JSON array", on_model(&models.join("array-card.onnx")), err(&["array-card.onnx", "model card is not valid"]));
+    add(
+        "card: a JSON array",
+        on_model(&models.join("array-card.onnx")),
+        err(&["array-card.onnx", "model card is not valid"]),
+    );
     let mut tampered = SHIPPED_ONNX.to_vec();
     *tampered.last_mut().unwrap() ^= 1;
     std::fs::write(models.join("tampered.onnx"), &tampered).unwrap();
     card("tampered", include_str!("../models/karyoscreen.card.json"));
-    add("model: tampered (sha256 mismatch)", on_model(&models.join("tampered.onnx")), err(&["tampered.onnx", "sha256"]));
+    add(
+        "model: tampered (sha256 mismatch)",
+        on_model(&models.join("tampered.onnx")),
+        err(&["tampered.onnx", "sha256"]),
+    );
     let loadable = "not a loadable ONNX model";
     let m = bundle(&models, "random", &key, &noise(50_000, 9), |_| {});
     add("model: random bytes", on_model(&m), err(&["random.onnx", loadable]));
@@ -420,13 +536,22 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     std::fs::write(models.join("garbled-sig.sig"), noise(300, 11)).unwrap();
     add("bundle: garbled signature file", on_model(&m), err(&["garbled-sig.sig", "not a karyoscreen signature"]));
     let m = bundle(&models, "card-edited", &key, SHIPPED_ONNX, |_| {});
-    let edited = std::fs::read_to_string(models.join("card-edited.card.json")).unwrap().replacen("\"name\"", "\"name\" ", 1);
+    let edited =
+        std::fs::read_to_string(models.join("card-edited.card.json")).unwrap().replacen("\"name\"", "\"name\" ", 1);
     std::fs::write(models.join("card-edited.card.json"), edited).unwrap();
     add("bundle: card edited after signing", on_model(&m), err(&["card-edited.onnx", "does not verify"]));
     let bad_pub = f("bad.pub", b"zz-not-hex\n");
     let good = bundle(&models, "good", &key, SHIPPED_ONNX, |_| {});
-    add("trusted key file malformed", args(&["demo", "--trusted-key", &s(&bad_pub), "--model", &s(&good)]), err(&["bad.pub"]));
-    add("trusted key file missing", args(&["demo", "--trusted-key", &s(&dir.join("gone.pub")), "--model", &s(&good)]), err(&["gone.pub"]));
+    add(
+        "trusted key file malformed",
+        args(&["demo", "--trusted-key", &s(&bad_pub), "--model", &s(&good)]),
+        err(&["bad.pub"]),
+    );
+    add(
+        "trusted key file missing",
+        args(&["demo", "--trusted-key", &s(&dir.join("gone.pub")), "--model", &s(&good)]),
+        err(&["gone.pub"]),
+    );
 
     // Labelled sets for eval.
     let set = |name: &str, labels: Option<&[u8]>| -> PathBuf {
@@ -458,27 +583,71 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     }
     let good_labels = format!("{header}crop.png,0,c1,test\n").into_bytes();
     let good_set = set("eval-good", Some(&good_labels));
-    add("eval: split with no rows", args(&["eval", &s(&good_set), "--split", "val"]), err(&["labels.csv", "no rows in split \"val\""]));
-    add("eval: unknown split", args(&["eval", &s(&good_set), "--split", "nosuch"]), err(&["nosuch", "possible values: train, val, test"]));
+    add(
+        "eval: split with no rows",
+        args(&["eval", &s(&good_set), "--split", "val"]),
+        err(&["labels.csv", "no rows in split \"val\""]),
+    );
+    add(
+        "eval: unknown split",
+        args(&["eval", &s(&good_set), "--split", "nosuch"]),
+        err(&["nosuch", "possible values: train, val, test"]),
+    );
     add("eval: missing folder", args(&["eval", &s(&dir.join("no-set"))]), err(&["no-set", "cannot read labels"]));
 
     // Outputs that cannot be written, demo frames that do not exist, bench on a bad frame.
     let frame = f("ok.png", &valid_png);
-    add("record into a folder", args(&["analyze", "--record", &s(&folder), &s(&frame)]), err(&["folder.png", "cannot open the record"]));
-    add("record in a missing folder", args(&["analyze", "--record", &s(&dir.join("no-dir/r.jsonl")), &s(&frame)]), err(&["r.jsonl", "cannot open the record"]));
+    add(
+        "record into a folder",
+        args(&["analyze", "--record", &s(&folder), &s(&frame)]),
+        err(&["folder.png", "cannot open the record"]),
+    );
+    add(
+        "record in a missing folder",
+        args(&["analyze", "--record", &s(&dir.join("no-dir/r.jsonl")), &s(&frame)]),
+        err(&["r.jsonl", "cannot open the record"]),
+    );
     add("report into a file", args(&["analyze", &s(&frame), "--report", &s(&plain)]), err(&["plain.png"]));
-    add("demo frame 0", args(&["demo", "--write-frame", "0", "--out", &s(&dir.join("d.png"))]), err(&["demo frame 0 does not exist"]));
-    add("demo frame 99", args(&["demo", "--write-frame", "99", "--out", &s(&dir.join("d.png"))]), err(&["demo frame 99 does not exist"]));
-    add("demo frame into a missing folder", args(&["demo", "--write-frame", "1", "--out", &s(&dir.join("no-dir/d.png"))]), err(&["d.png", "cannot write frame"]));
-    add("bench on a corrupt frame", args(&["bench", &s(&dir.join("truncated-idat.png")), "--rounds", "1"]), err(&["truncated-idat.png", unreadable]));
-    add("bench on a bomb", args(&["bench", &s(&dir.join("bomb-100000x100000.png")), "--rounds", "1"]), err(&["bomb-100000x100000.png", "too large"]));
+    add(
+        "demo frame 0",
+        args(&["demo", "--write-frame", "0", "--out", &s(&dir.join("d.png"))]),
+        err(&["demo frame 0 does not exist"]),
+    );
+    add(
+        "demo frame 99",
+        args(&["demo", "--write-frame", "99", "--out", &s(&dir.join("d.png"))]),
+        err(&["demo frame 99 does not exist"]),
+    );
+    add(
+        "demo frame into a missing folder",
+        args(&["demo", "--write-frame", "1", "--out", &s(&dir.join("no-dir/d.png"))]),
+        err(&["d.png", "cannot write frame"]),
+    );
+    add(
+        "bench on a corrupt frame",
+        args(&["bench", &s(&dir.join("truncated-idat.png")), "--rounds", "1"]),
+        err(&["truncated-idat.png", unreadable]),
+    );
+    add(
+        "bench on a bomb",
+        args(&["bench", &s(&dir.join("bomb-100000x100000.png")), "--rounds", "1"]),
+        err(&["bomb-100000x100000.png", "too large"]),
+    );
 
     // Budgets: pixels before decoding, objects before classifying.
     let big = encode(gray(8192, 8192, 230), ImageFormat::Png);
     add("8192x8192 frame", analyze(&f("big-8192.png", &big)), err(&["big-8192.png", "megapixels"]));
-    add("6000x4000 frame", analyze(&f("big-6000x4000.png", &encode(gray(6000, 4000, 230), ImageFormat::Png))), err(&["big-6000x4000.png", "megapixels"]));
+    add(
+        "6000x4000 frame",
+        analyze(&f("big-6000x4000.png", &encode(gray(6000, 4000, 230), ImageFormat::Png))),
+        err(&["big-6000x4000.png", "megapixels"]),
+    );
     let confetti = GrayImage::from_fn(1500, 1500, |x, y| Luma([if x % 20 < 12 && y % 20 < 4 { 30 } else { 230 }]));
-    add("5,625 objects", analyze(&f("confetti.png", &encode(confetti.into(), ImageFormat::Png))), Expect::Indeterminate);
+    add(
+        "5,625 objects",
+        analyze(&f("confetti.png", &encode(confetti.into(), ImageFormat::Png))),
+        Expect::Indeterminate,
+    );
     let comb = GrayImage::from_fn(1500, 1500, |x, y| Luma([if y < 10 || x % 6 < 2 { 30 } else { 230 }]));
     add("one comb-shaped blob", analyze(&f("comb.png", &encode(comb.into(), ImageFormat::Png))), Expect::Indeterminate);
     let bomb_set = set("eval-bomb-crop", Some(format!("{header}bomb.png,0,c1,test\n").as_bytes()));
@@ -488,7 +657,11 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     // Signed but absurd: a signature says who made a bundle, not that it is sane.
     let absurd: [(&'static str, fn(&mut serde_json::Value), &'static str); 9] = [
         ("huge extra slot cost", |c| c["cell_assignment"]["extra_slot_cost"] = 1e300.into(), "extra_slot_cost"),
-        ("negative missing slot cost", |c| c["cell_assignment"]["missing_slot_cost"] = (-4.0).into(), "missing_slot_cost"),
+        (
+            "negative missing slot cost",
+            |c| c["cell_assignment"]["missing_slot_cost"] = (-4.0).into(),
+            "missing_slot_cost",
+        ),
         ("capacity of a million", |c| c["cell_assignment"]["capacity"]["1"] = 1_000_000.into(), "capacity"),
         ("structure threshold 7", |c| c["structure_threshold"] = 7.0.into(), "structure_threshold"),
         ("input size 100000", |c| c["preprocessing"]["input_size"] = 100_000.into(), "input_size"),
@@ -500,11 +673,23 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     for (i, (name, edit, field)) in absurd.into_iter().enumerate() {
         let m = bundle(&models, &format!("absurd-{i}"), &key, SHIPPED_ONNX, edit);
         add(leak(format!("signed card: {name}")), on_model(&m), err(&[leak(format!("absurd-{i}.onnx")), field]));
-        add(leak(format!("model verify, signed card: {name}")), args(&["model", "verify", "--trusted-key", &trusted, &s(&m)]), err(&[field]));
+        add(
+            leak(format!("model verify, signed card: {name}")),
+            args(&["model", "verify", "--trusted-key", &trusted, &s(&m)]),
+            err(&[field]),
+        );
     }
     let m = bundle(&models, "huge-constant", &key, &onnx_with_constant(&[1_000_000, 1_000_000]), |_| {});
-    add("signed graph: a 10^12-element constant", on_model(&m), err(&["huge-constant.onnx", "elements a constant may have"]));
-    add("model install: a 10^12-element constant", args(&["model", "install", "--trusted-key", &trusted, &s(&m), "--dir", &s(&dir.join("installed"))]), err(&["elements a constant may have"]));
+    add(
+        "signed graph: a 10^12-element constant",
+        on_model(&m),
+        err(&["huge-constant.onnx", "elements a constant may have"]),
+    );
+    add(
+        "model install: a 10^12-element constant",
+        args(&["model", "install", "--trusted-key", &trusted, &s(&m), "--dir", &s(&dir.join("installed"))]),
+        err(&["elements a constant may have"]),
+    );
 
     // Truncated JPEGs: decoders fill the missing scan with grey, so each must be refused.
     let whole = encode(noisy_gray(256, 192), ImageFormat::Jpeg);
@@ -518,7 +703,11 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     let mut padded = whole.clone();
     padded.extend_from_slice(&[0, 0, 0]);
     add("whole jpeg with padding after its end", analyze(&f("padded.jpg", &padded)), Expect::Indeterminate);
-    add("bench on a truncated JPEG", args(&["bench", &s(&dir.join("cut-95.jpg")), "--rounds", "1"]), err(&["cut-95.jpg", "truncated JPEG"]));
+    add(
+        "bench on a truncated JPEG",
+        args(&["bench", &s(&dir.join("cut-95.jpg")), "--rounds", "1"]),
+        err(&["cut-95.jpg", "truncated JPEG"]),
+    );
 
     // Special files wherever a path is read: refused at once, never waited on or read forever.
     let zero = dir.join("zero.bin");
@@ -529,12 +718,28 @@ fn build_cases(dir: &Path) -> Vec<Case> {
         let name: &'static str = if what == "FIFO" { "FIFO" } else { "a device" };
         add(leak(format!("{what} as model")), on_model(special), err(&[name, "not a regular file"]));
         add(leak(format!("{what} as board profile")), run_config(special), err(&[name, "not a regular file"]));
-        add(leak(format!("{what} as bench frame")), args(&["bench", &s(special), "--rounds", "1"]), err(&[name, "not a regular file"]));
-        add(leak(format!("{what} as record")), args(&["analyze", "--record", &s(special), &s(&frame)]), err(&["not a regular file"]));
+        add(
+            leak(format!("{what} as bench frame")),
+            args(&["bench", &s(special), "--rounds", "1"]),
+            err(&[name, "not a regular file"]),
+        );
+        add(
+            leak(format!("{what} as record")),
+            args(&["analyze", "--record", &s(special), &s(&frame)]),
+            err(&["not a regular file"]),
+        );
     }
-    add("FIFO as trusted key", args(&["demo", "--trusted-key", &s(&fifo_key)]), err(&["fifo.pub", "not a regular file"]));
+    add(
+        "FIFO as trusted key",
+        args(&["demo", "--trusted-key", &s(&fifo_key)]),
+        err(&["fifo.pub", "not a regular file"]),
+    );
     add("device as trusted key", args(&["demo", "--trusted-key", &s(&zero)]), err(&["zero.bin", "not a regular file"]));
-    add("device as signing key", args(&["model", "sign", "--key", &s(&zero), &s(&models.join("foreign.onnx"))]), err(&["zero.bin", "not a regular file"]));
+    add(
+        "device as signing key",
+        args(&["model", "sign", "--key", &s(&zero), &s(&models.join("foreign.onnx"))]),
+        err(&["zero.bin", "not a regular file"]),
+    );
     for (name, card_is) in [("fifo-card", "FIFO"), ("zero-card", "device")] {
         let onnx = models.join(format!("{name}.onnx"));
         std::fs::write(&onnx, SHIPPED_ONNX).unwrap();
@@ -544,7 +749,11 @@ fn build_cases(dir: &Path) -> Vec<Case> {
         } else {
             std::os::unix::fs::symlink("/dev/zero", &card_path).unwrap();
         }
-        add(leak(format!("{card_is} as model card")), on_model(&onnx), err(&[leak(format!("{name}.card.json")), "not a regular file"]));
+        add(
+            leak(format!("{card_is} as model card")),
+            on_model(&onnx),
+            err(&[leak(format!("{name}.card.json")), "not a regular file"]),
+        );
     }
     let fifo_set = case("eval-fifo-labels");
     assert!(Command::new("mkfifo").arg(fifo_set.join("labels.csv")).status().expect("mkfifo runs").success());
@@ -555,19 +764,43 @@ fn build_cases(dir: &Path) -> Vec<Case> {
 
     // A record that is not one is refused and left as it was (see also record_mistakes_change_nothing).
     let not_record = f("notes.txt", b"a lab's notes\nsecond line\nno newline at the end");
-    add("record: a text file", args(&["analyze", "--record", &s(&not_record), &s(&frame)]), err(&["notes.txt", "not a karyoscreen record"]));
-    add("record: the frame itself", args(&["analyze", "--record", &s(&frame), &s(&frame)]), err(&["ok.png", "not a karyoscreen record"]));
+    add(
+        "record: a text file",
+        args(&["analyze", "--record", &s(&not_record), &s(&frame)]),
+        err(&["notes.txt", "not a karyoscreen record"]),
+    );
+    add(
+        "record: the frame itself",
+        args(&["analyze", "--record", &s(&frame), &s(&frame)]),
+        err(&["ok.png", "not a karyoscreen record"]),
+    );
     let no_seq = f("no-seq.jsonl", b"{\"kind\":\"cell\",\"origin\":\"x\"}\n");
-    add("record: last line without seq", args(&["analyze", "--record", &s(&no_seq), &s(&frame)]), err(&["no-seq.jsonl", "no valid seq"]));
+    add(
+        "record: last line without seq",
+        args(&["analyze", "--record", &s(&no_seq), &s(&frame)]),
+        err(&["no-seq.jsonl", "no valid seq"]),
+    );
     let huge_seq = f("huge-seq.jsonl", format!("{{\"kind\":\"cell\",\"seq\":{}}}\n", u64::MAX).as_bytes());
-    add("record: seq about to wrap", args(&["analyze", "--record", &s(&huge_seq), &s(&frame)]), err(&["huge-seq.jsonl", "no valid seq"]));
+    add(
+        "record: seq about to wrap",
+        args(&["analyze", "--record", &s(&huge_seq), &s(&frame)]),
+        err(&["huge-seq.jsonl", "no valid seq"]),
+    );
     let text_seq = f("text-seq.jsonl", b"{\"kind\":\"cell\",\"seq\":\"7\"}\n");
-    add("record: seq as text", args(&["analyze", "--record", &s(&text_seq), &s(&frame)]), err(&["text-seq.jsonl", "no valid seq"]));
+    add(
+        "record: seq as text",
+        args(&["analyze", "--record", &s(&text_seq), &s(&frame)]),
+        err(&["text-seq.jsonl", "no valid seq"]),
+    );
 
     // `run` on a file it cannot use says so and exits non-zero, instead of doing nothing.
     let run_on = |source: &Path| args(&["run", "--board", "generic", "--console-leds", "--source", &s(source)]);
     add("run: missing source file", run_on(&dir.join("gone.png")), err(&["gone.png", "cannot read frame"]));
-    add("run: corrupt source file", run_on(&dir.join("truncated-idat.png")), err(&["truncated-idat.png", "not a readable"]));
+    add(
+        "run: corrupt source file",
+        run_on(&dir.join("truncated-idat.png")),
+        err(&["truncated-idat.png", "not a readable"]),
+    );
     add("run: truncated JPEG source", run_on(&dir.join("cut-90.jpg")), err(&["cut-90.jpg", "truncated JPEG"]));
     let looped = dir.join("loop.png");
     std::os::unix::fs::symlink(&looped, &looped).unwrap();
@@ -576,13 +809,21 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     // Usage mistakes: one line each, naming the problem.
     add("usage: analyze without a frame", args(&["analyze"]), err(&["<FRAME>"]));
     add("usage: unknown option", args(&["analyze", "--jsn", &s(&frame)]), err(&["--jsn"]));
-    add("usage: --out without --write-frame", args(&["demo", "--out", &s(&dir.join("o.png"))]), err(&["--write-frame"]));
+    add(
+        "usage: --out without --write-frame",
+        args(&["demo", "--out", &s(&dir.join("o.png"))]),
+        err(&["--write-frame"]),
+    );
     add("usage: --record on eval", args(&["eval", &s(&dir), "--record", &s(&dir.join("r.jsonl"))]), err(&["--record"]));
     add("usage: hold 0", args(&["run", "--board", "generic", "--hold", "0"]), err(&["--hold", "0"]));
 
     // Keys given for the wrong role.
     let secret = s(&models.join("test-key"));
-    add("signing with a public key", args(&["model", "sign", "--key", &trusted, &s(&models.join("foreign.onnx"))]), err(&["test-key.pub", "this is a public key"]));
+    add(
+        "signing with a public key",
+        args(&["model", "sign", "--key", &trusted, &s(&models.join("foreign.onnx"))]),
+        err(&["test-key.pub", "this is a public key"]),
+    );
     add("trusting a secret key", args(&["demo", "--trusted-key", &secret]), err(&["test-key", "secret signing key"]));
     cases
 }
@@ -733,16 +974,16 @@ fn bad_input_corpus() {
         for _ in 0..3 {
             scope.spawn(|| {
                 while let Some(&i) = order.get(next.fetch_add(1, std::sync::atomic::Ordering::SeqCst)) {
-                let case = &cases[i];
-                let clock = std::time::Instant::now();
-                let out = run_with_deadline(&dir, i, &case.args);
-                let verdict = check(case, &out).map(|()| {
-                    let said = if out.status.success() { &out.stdout } else { &out.stderr };
-                    let said = String::from_utf8_lossy(said);
-                    let said = said.trim().replace(&format!("{}/", dir.display()), "");
-                    said.chars().take(150).collect::<String>().replace('\n', " ")
-                });
-                results.lock().unwrap().push((i, verdict, clock.elapsed().as_secs_f64()));
+                    let case = &cases[i];
+                    let clock = std::time::Instant::now();
+                    let out = run_with_deadline(&dir, i, &case.args);
+                    let verdict = check(case, &out).map(|()| {
+                        let said = if out.status.success() { &out.stdout } else { &out.stderr };
+                        let said = String::from_utf8_lossy(said);
+                        let said = said.trim().replace(&format!("{}/", dir.display()), "");
+                        said.chars().take(150).collect::<String>().replace('\n', " ")
+                    });
+                    results.lock().unwrap().push((i, verdict, clock.elapsed().as_secs_f64()));
                 }
             });
         }
@@ -765,7 +1006,13 @@ fn bad_input_corpus() {
         }
     }
     println!("bad input: {} cases ran, {} failed, {:.1}s", cases.len(), failures.len(), start.elapsed().as_secs_f64());
-    assert!(failures.is_empty(), "{} of {} bad-input cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad-input cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 fn scratch(name: &str) -> PathBuf {

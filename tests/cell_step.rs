@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use karyoscreen::pipeline::analyse::assign;
 use karyoscreen::integrity::card::{CellAssignment, Prediction};
+use karyoscreen::pipeline::analyse::assign;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

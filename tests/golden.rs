@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use karyoscreen::pipeline::preprocess::{preprocess_crop, size_features, Polarity, PreprocessParams, Prepared};
+use karyoscreen::pipeline::preprocess::{preprocess_crop, size_features, Polarity, Prepared, PreprocessParams};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

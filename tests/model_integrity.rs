@@ -66,7 +66,8 @@ fn the_shipped_bundle_verifies_under_the_release_key() {
     assert!(text.contains("release key"), "{text}");
     let sha = karyoscreen::integrity::card::sha256_hex(&std::fs::read(shipped("onnx")).unwrap());
     assert!(text.contains(&sha), "{text}");
-    let release = karyoscreen::integrity::bundle::parse_public_key(karyoscreen::integrity::bundle::RELEASE_PUBLIC_KEY).unwrap();
+    let release =
+        karyoscreen::integrity::bundle::parse_public_key(karyoscreen::integrity::bundle::RELEASE_PUBLIC_KEY).unwrap();
     assert!(text.contains(&karyoscreen::integrity::bundle::key_id(&release)), "{text}");
 }
 
@@ -159,13 +160,20 @@ fn install_twice_then_rollback() {
     std::fs::write(&card_path, card.replacen("\"card_version\": 1", "\"card_version\": 1 ", 1)).unwrap();
     assert_ok(&karyoscreen(&["model", "sign", "--key", s(&key), s(&two)]));
     // Not trusted: refused, nothing switched.
-    assert_refused(&karyoscreen(&["model", "install", s(&two), "--dir", s(&models)]), "karyoscreen.onnx", "not trusted");
+    assert_refused(
+        &karyoscreen(&["model", "install", s(&two), "--dir", s(&models)]),
+        "karyoscreen.onnx",
+        "not trusted",
+    );
     assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "current").unwrap().as_deref(), Some(first.as_str()));
     let out = karyoscreen(&["model", "install", "--trusted-key", s(&public), s(&two), "--dir", s(&models)]);
     assert_ok(&out);
     let second = karyoscreen::integrity::bundle::read_link(&models, "current").unwrap().unwrap();
     assert_ne!(first, second);
-    assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "previous").unwrap().as_deref(), Some(first.as_str()));
+    assert_eq!(
+        karyoscreen::integrity::bundle::read_link(&models, "previous").unwrap().as_deref(),
+        Some(first.as_str())
+    );
     for version in [&first, &second] {
         for ext in ["onnx", "card.json", "sig"] {
             assert!(models.join(version).join(format!("karyoscreen.{ext}")).is_file(), "{version} lacks {ext}");
@@ -173,7 +181,10 @@ fn install_twice_then_rollback() {
     }
     // Installing the current one again changes nothing.
     assert_ok(&karyoscreen(&["model", "install", "--trusted-key", s(&public), s(&two), "--dir", s(&models)]));
-    assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "previous").unwrap().as_deref(), Some(first.as_str()));
+    assert_eq!(
+        karyoscreen::integrity::bundle::read_link(&models, "previous").unwrap().as_deref(),
+        Some(first.as_str())
+    );
 
     // The runtime runs from DIR/current.
     let current = models.join("current").join("karyoscreen.onnx");
@@ -187,7 +198,10 @@ fn install_twice_then_rollback() {
     // Rollback: current back to the first, the second kept as previous; and back again.
     assert_ok(&karyoscreen(&["model", "rollback", "--trusted-key", s(&public), "--dir", s(&models)]));
     assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "current").unwrap().as_deref(), Some(first.as_str()));
-    assert_eq!(karyoscreen::integrity::bundle::read_link(&models, "previous").unwrap().as_deref(), Some(second.as_str()));
+    assert_eq!(
+        karyoscreen::integrity::bundle::read_link(&models, "previous").unwrap().as_deref(),
+        Some(second.as_str())
+    );
     assert!(models.join(&second).join("karyoscreen.onnx").is_file());
     let out = karyoscreen(&["model", "verify", s(&current)]);
     assert_ok(&out);

@@ -10,12 +10,12 @@ use std::sync::atomic::AtomicBool;
 
 use embedded_hal::digital::{ErrorType, OutputPin};
 use karyoscreen::device::capture::{CaptureError, Frame, FrameSource};
-use karyoscreen::pipeline::decide::Verdict;
-use karyoscreen::tools::demo::{render_cell, DEMO_CELLS};
 use karyoscreen::device::indicate::{Led, Panel};
+use karyoscreen::device::run::{run, RunEvents, RunOptions};
+use karyoscreen::pipeline::decide::Verdict;
 use karyoscreen::pipeline::infer::Model;
 use karyoscreen::pipeline::Pipeline;
-use karyoscreen::device::run::{run, RunEvents, RunOptions};
+use karyoscreen::tools::demo::{render_cell, DEMO_CELLS};
 
 struct MockPin(Rc<RefCell<Vec<bool>>>);
 
@@ -96,8 +96,7 @@ fn verdicts_hold_before_showing_and_faults_recover() {
     let mut panel = Panel::new(std::array::from_fn(|i| MockPin(levels[i].clone())), false).unwrap();
     let mut seen = Seen::default();
     let options = RunOptions { hold: 2, ..RunOptions::default() };
-    let summary =
-        run(&mut source, &pipeline, &mut panel, None, &options, &AtomicBool::new(false), &mut seen).unwrap();
+    let summary = run(&mut source, &pipeline, &mut panel, None, &options, &AtomicBool::new(false), &mut seen).unwrap();
 
     assert_eq!(source.reopened, 1);
     assert_eq!((seen.failures, seen.skipped), (1, 1));

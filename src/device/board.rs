@@ -10,7 +10,8 @@ use crate::device::indicate::Led;
 
 /// Profiles shipped in boards/, by name.
 /// The names `--board` takes.
-pub const BUILT_IN_NAMES: [&str; 5] = ["raspberry-pi-4", "raspberry-pi-5", "jetson-nano", "jetson-orin-nano", "generic"];
+pub const BUILT_IN_NAMES: [&str; 5] =
+    ["raspberry-pi-4", "raspberry-pi-5", "jetson-nano", "jetson-orin-nano", "generic"];
 
 const BUILT_IN: [(&str, &str); 5] = [
     ("raspberry-pi-4", include_str!("../../boards/raspberry-pi-4.toml")),

@@ -14,11 +14,11 @@ use embedded_hal::digital::OutputPin;
 use image::GrayImage;
 
 use crate::device::capture::{CaptureError, FrameSource};
-use crate::pipeline::decide::Verdict;
 use crate::device::indicate::{Led, Panel};
+use crate::integrity::record::Recorder;
+use crate::pipeline::decide::Verdict;
 use crate::pipeline::infer::Stopped;
 use crate::pipeline::Pipeline;
-use crate::integrity::record::Recorder;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {

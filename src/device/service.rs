@@ -12,11 +12,11 @@ use sd_notify::NotifyState;
 
 use crate::device::board::Board;
 use crate::device::capture::{self, DemoSource, DirectorySource, FileSource, FrameSource};
-use crate::pipeline::decide::Verdict;
 use crate::device::indicate::{console, gpio};
-use crate::pipeline::Pipeline;
-use crate::integrity::record::Recorder;
 use crate::device::run::{run, RunEvents, RunOptions, RunSummary};
+use crate::integrity::record::Recorder;
+use crate::pipeline::decide::Verdict;
+use crate::pipeline::Pipeline;
 
 /// Where frames come from.
 #[derive(Debug, Clone)]
@@ -73,7 +73,11 @@ impl RunEvents for ServiceEvents {
     }
 
     fn source_failed(&mut self, error: &anyhow::Error, retry_in: Duration) {
-        let _ = writeln!(std::io::stderr(), "karyoscreen: frame source failed: {error:#}; retrying in {}s", retry_in.as_secs());
+        let _ = writeln!(
+            std::io::stderr(),
+            "karyoscreen: frame source failed: {error:#}; retrying in {}s",
+            retry_in.as_secs()
+        );
     }
 }
 
@@ -87,7 +91,12 @@ pub fn serve(
 ) -> Result<RunSummary> {
     let stop = Arc::new(AtomicBool::new(false));
     // Each of these ends the loop between two crops, LEDs off (a terminal's hang-up and quit too).
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT, signal_hook::consts::SIGHUP, signal_hook::consts::SIGQUIT] {
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGQUIT,
+    ] {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
     }
     let mut frames: Box<dyn FrameSource + '_> = match source {

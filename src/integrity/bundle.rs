@@ -102,9 +102,13 @@ impl Trust {
     pub fn add_key_file(&mut self, file: &Path) -> Result<()> {
         let text = read_text(file, "trusted key")?;
         if declares(&text, SECRET_KEY_HEADER) {
-            bail!("{}: this is a secret signing key, not a public key: pass its .pub file to --trusted-key", file.display());
+            bail!(
+                "{}: this is a secret signing key, not a public key: pass its .pub file to --trusted-key",
+                file.display()
+            );
         }
-        let key = parse_public_key(&text).map_err(|e| anyhow::anyhow!("{}: not a public key file: {e}", file.display()))?;
+        let key =
+            parse_public_key(&text).map_err(|e| anyhow::anyhow!("{}: not a public key file: {e}", file.display()))?;
         self.add(key, &file.display().to_string());
         Ok(())
     }
@@ -192,7 +196,14 @@ fn resolve_dir(path: &Path) -> PathBuf {
 /// Checks a bundle: the ONNX sha256 matches the card's `onnx_sha256`, and the signature
 /// verifies under a trusted key. `origin` names the model and `sig_name` the signature file
 /// in the one-line errors.
-pub fn verify(onnx: &[u8], card: &[u8], sig: Option<&[u8]>, origin: &str, sig_name: &str, trust: &Trust) -> Result<Verified> {
+pub fn verify(
+    onnx: &[u8],
+    card: &[u8],
+    sig: Option<&[u8]>,
+    origin: &str,
+    sig_name: &str,
+    trust: &Trust,
+) -> Result<Verified> {
     let onnx_sha256 = sha256_hex(onnx);
     let card_sha256 = sha256_hex(card);
     let carded = card_onnx_sha256(card).map_err(|e| anyhow::anyhow!("{origin}: model card is not valid: {e}"))?;
@@ -238,11 +249,7 @@ pub fn verify(onnx: &[u8], card: &[u8], sig: Option<&[u8]>, origin: &str, sig_na
 
 fn card_onnx_sha256(card: &[u8]) -> Result<String> {
     let value: serde_json::Value = serde_json::from_slice(card)?;
-    value
-        .get("onnx_sha256")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .context("it has no onnx_sha256")
+    value.get("onnx_sha256").and_then(|v| v.as_str()).map(str::to_string).context("it has no onnx_sha256")
 }
 
 /// Signs the bundle at `onnx_path` with the secret key in `key_file`, writing `<stem>.sig`
@@ -273,7 +280,8 @@ pub fn sign(onnx_path: &Path, key_file: &Path) -> Result<(PathBuf, Verified)> {
     };
     let text = serde_json::to_string_pretty(&file)? + "\n";
     write_atomic(&bundle.sig_path, text.as_bytes())?;
-    let verified = Verified { onnx_sha256, card_sha256, key_id: file.key_id, key_source: key_file.display().to_string() };
+    let verified =
+        Verified { onnx_sha256, card_sha256, key_id: file.key_id, key_source: key_file.display().to_string() };
     Ok((bundle.sig_path, verified))
 }
 
@@ -311,7 +319,8 @@ pub fn keygen(out: &Path) -> Result<VerifyingKey> {
         key_id(&key),
         hex(signing.as_bytes())
     );
-    file.write_all(text.as_bytes()).and_then(|_| file.sync_all())
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.sync_all())
         .with_context(|| format!("{}: cannot write secret key", out.display()))?;
     write_atomic(&pub_path, public_key_text(&key).as_bytes())?;
     Ok(key)
@@ -343,7 +352,8 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
             log::warn!("{}: secret key is readable by others; chmod 600 it", path.display());
         }
     }
-    let seed = parse_hex::<32>(key_line(&text)).map_err(|e| anyhow::anyhow!("{}: not a signing key: {e}", path.display()))?;
+    let seed =
+        parse_hex::<32>(key_line(&text)).map_err(|e| anyhow::anyhow!("{}: not a signing key: {e}", path.display()))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -375,11 +385,8 @@ fn parse_hex<const N: usize>(text: &str) -> Result<[u8; N]> {
 /// Writes `path` through a temporary file in the same folder, fsynced, then renamed over it.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_dir(path);
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp =
+        dir.join(format!(".{}.tmp-{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(bytes)?;

@@ -138,10 +138,7 @@ impl Card {
     }
 
     pub fn output(&self, name: &str) -> Result<&OutputSpec> {
-        self.outputs
-            .iter()
-            .find(|o| o.name == name)
-            .with_context(|| format!("card lists no output named {name:?}"))
+        self.outputs.iter().find(|o| o.name == name).with_context(|| format!("card lists no output named {name:?}"))
     }
 
     pub fn identity_labels(&self) -> &[String] {

@@ -223,7 +223,15 @@ impl Recorder {
             sync_dir(path)?;
         }
         let size = file.metadata().with_context(|| format!("{}: cannot stat the record", path.display()))?.len();
-        Ok(Recorder { path: path.to_path_buf(), file, size, seq: seq.unwrap_or(0), options, broken: false, _lock: lock })
+        Ok(Recorder {
+            path: path.to_path_buf(),
+            file,
+            size,
+            seq: seq.unwrap_or(0),
+            options,
+            broken: false,
+            _lock: lock,
+        })
     }
 
     /// The sequence number of the last record written (0 if none ever was).
@@ -538,7 +546,8 @@ mod tests {
 
         // A last line without a seq, or one about to wrap, cannot be continued: numbering from
         // 0 again would repeat sequence numbers.
-        for last in [r#"{"kind":"cell","origin":"x"}"#.to_string(), format!(r#"{{"kind":"cell","seq":{}}}"#, u64::MAX)] {
+        for last in [r#"{"kind":"cell","origin":"x"}"#.to_string(), format!(r#"{{"kind":"cell","seq":{}}}"#, u64::MAX)]
+        {
             let legacy = scratch("legacy");
             std::fs::write(&legacy, format!("{last}\n")).unwrap();
             let error = Recorder::open(&legacy).err().expect("refused").to_string();

@@ -196,12 +196,7 @@ pub fn assign(
 }
 
 pub fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
+    values.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
 }
 
 /// ISCN abbreviations for the structure head's classes.
@@ -273,10 +268,8 @@ pub fn karyotype(calls: &[Call], labels: &[String]) -> Karyotype {
     let structural = structural_flags(calls);
     changes.extend(structural.iter().map(|(order, flag)| (*order, 1, flag.clone())));
     changes.sort_by_key(|(order, kind, _)| (*order, *kind));
-    let mut parts = vec![
-        calls.len().to_string(),
-        if sex_chromosomes.is_empty() { "?".into() } else { sex_chromosomes.clone() },
-    ];
+    let mut parts =
+        vec![calls.len().to_string(), if sex_chromosomes.is_empty() { "?".into() } else { sex_chromosomes.clone() }];
     parts.extend(changes.into_iter().map(|(_, _, text)| text));
     Karyotype {
         count: calls.len(),
@@ -300,8 +293,7 @@ mod tests {
     }
 
     fn rules() -> CellAssignment {
-        let mut capacity: std::collections::BTreeMap<String, usize> =
-            labels().into_iter().map(|l| (l, 2)).collect();
+        let mut capacity: std::collections::BTreeMap<String, usize> = labels().into_iter().map(|l| (l, 2)).collect();
         capacity.insert("Y".into(), 1);
         CellAssignment { capacity, extra_slot_cost: 4.0, missing_slot_cost: None, homolog_weight: None }
     }
@@ -360,9 +352,16 @@ mod tests {
             let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             p.homolog = v.iter().map(|x| x / norm).collect();
         }
-        let count = |classes: &[usize]| (0..24).map(|c| classes.iter().filter(|&&k| k == c).count()).collect::<Vec<_>>();
+        let count =
+            |classes: &[usize]| (0..24).map(|c| classes.iter().filter(|&&k| k == c).count()).collect::<Vec<_>>();
         assert_eq!(count(&classes(&predictions, Some(4.0))), count(&classes(&predictions, None)));
-        let calls = assign(&predictions, &labels(), &structure_labels(), &CellAssignment { homolog_weight: Some(4.0), ..rules() }, 0.5);
+        let calls = assign(
+            &predictions,
+            &labels(),
+            &structure_labels(),
+            &CellAssignment { homolog_weight: Some(4.0), ..rules() },
+            0.5,
+        );
         assert_eq!(karyotype(&calls, &labels()).iscn, "47,XY,+21");
     }
 

@@ -115,13 +115,7 @@ mod tests {
     use super::*;
 
     fn karyotype(count: usize, sex: &str, numerical: Vec<(String, usize)>) -> Karyotype {
-        Karyotype {
-            count,
-            sex_chromosomes: sex.into(),
-            iscn: String::new(),
-            numerical,
-            structural: vec![],
-        }
+        Karyotype { count, sex_chromosomes: sex.into(), iscn: String::new(), numerical, structural: vec![] }
     }
 
     fn calls(n: usize, confidence: f32) -> Vec<Call> {
@@ -149,9 +143,21 @@ mod tests {
     #[test]
     fn a_karyotype_needs_a_plausible_count_and_no_unresolved_cluster() {
         let limits = Thresholds::default();
-        for (count, unresolved, determined) in [(46, 0, true), (40, 0, true), (52, 0, true), (39, 0, false), (53, 0, false), (12, 0, false), (46, 1, false)] {
+        for (count, unresolved, determined) in [
+            (46, 0, true),
+            (40, 0, true),
+            (52, 0, true),
+            (39, 0, false),
+            (53, 0, false),
+            (12, 0, false),
+            (46, 1, false),
+        ] {
             let k = karyotype(count, "XY", vec![]);
-            assert_eq!(karyotype_determined(&k, unresolved, &limits), determined, "{count} objects, {unresolved} unresolved");
+            assert_eq!(
+                karyotype_determined(&k, unresolved, &limits),
+                determined,
+                "{count} objects, {unresolved} unresolved"
+            );
         }
     }
 

@@ -143,7 +143,13 @@ impl Pipeline {
 
         let clock = Instant::now();
         let card = &self.model.card;
-        let calls = assign(&predictions, card.identity_labels(), card.structure_labels(), &card.cell_assignment, card.structure_threshold());
+        let calls = assign(
+            &predictions,
+            card.identity_labels(),
+            card.structure_labels(),
+            &card.cell_assignment,
+            card.structure_threshold(),
+        );
         let mut detail = karyotype(&calls, card.identity_labels());
         let Decision { verdict, reasons } = decide(&detail, &calls, unresolved, &self.thresholds);
         let determined = karyotype_determined(&detail, unresolved, &self.thresholds);
@@ -186,14 +192,22 @@ fn too_many_objects(segmentation: Segmentation, unresolved: usize, timings: Timi
         karyotype: iscn.clone(),
         karyotype_determined: false,
         verdict: Verdict::Indeterminate,
-        reasons: vec![format!("too many objects ({count} > {MAX_OBJECTS}): not a spread that can be read; nothing was classified")],
+        reasons: vec![format!(
+            "too many objects ({count} > {MAX_OBJECTS}): not a spread that can be read; nothing was classified"
+        )],
         objects: Vec::new(),
         polarity: segmentation.polarity,
         debris: segmentation.debris,
         nuclei: segmentation.nuclei,
         unresolved,
         timings,
-        detail: Karyotype { count, sex_chromosomes: String::new(), iscn, numerical: Vec::new(), structural: Vec::new() },
+        detail: Karyotype {
+            count,
+            sex_chromosomes: String::new(),
+            iscn,
+            numerical: Vec::new(),
+            structural: Vec::new(),
+        },
     }
 }
 

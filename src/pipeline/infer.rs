@@ -10,7 +10,9 @@ use anyhow::{bail, ensure, Context, Result};
 use tract_onnx::prelude::*;
 
 use crate::integrity::bundle::{Bundle, Trust};
-use crate::integrity::card::{sha256_hex, Card, Prediction, ARM_OUTPUT, IDENTITY_OUTPUT, HOMOLOG_OUTPUT, POSITION_OUTPUT, STRUCTURE_OUTPUT};
+use crate::integrity::card::{
+    sha256_hex, Card, Prediction, ARM_OUTPUT, HOMOLOG_OUTPUT, IDENTITY_OUTPUT, POSITION_OUTPUT, STRUCTURE_OUTPUT,
+};
 
 mod plan;
 
@@ -84,8 +86,8 @@ impl Model {
 
     /// Builds the model from bytes whose signature the caller has verified.
     fn from_verified_bytes(onnx: &[u8], card_json: &str, origin: &str) -> Result<Model> {
-        let card: Card = serde_json::from_str(card_json)
-            .with_context(|| format!("{origin}: model card is not valid"))?;
+        let card: Card =
+            serde_json::from_str(card_json).with_context(|| format!("{origin}: model card is not valid"))?;
         let sha256 = sha256_hex(onnx);
         ensure!(
             sha256 == card.onnx_sha256,
@@ -115,9 +117,7 @@ impl Model {
     pub fn check_runs(&self) -> Result<()> {
         let side = self.input_size();
         let predictions = self.classify(&vec![0.5; side * side], &[[0.0, 0.0]])?;
-        let finite = predictions.iter().all(|p| {
-            p.identity.iter().chain(&p.structure).all(|v| v.is_finite())
-        });
+        let finite = predictions.iter().all(|p| p.identity.iter().chain(&p.structure).all(|v| v.is_finite()));
         ensure!(finite && predictions.len() == 1, "{}: a test crop gave no usable output", self.origin);
         Ok(())
     }
@@ -230,8 +230,7 @@ impl Model {
     /// Raw logits of both heads, for parity checks against onnxruntime.
     /// Runs the inputs as one batch unless the plan is built for batch 1, then one at a time.
     pub fn logits(&self, images: &[f32], sizes: &[[f32; 2]]) -> Result<(Vec<f32>, Vec<f32>)> {
-        let [identity, structure] =
-            self.raw_outputs(images, sizes, [self.outputs.identity, self.outputs.structure])?;
+        let [identity, structure] = self.raw_outputs(images, sizes, [self.outputs.identity, self.outputs.structure])?;
         Ok((identity, structure))
     }
 
@@ -242,7 +241,12 @@ impl Model {
         Ok(Some(homolog))
     }
 
-    fn raw_outputs<const K: usize>(&self, images: &[f32], sizes: &[[f32; 2]], which: [usize; K]) -> Result<[Vec<f32>; K]> {
+    fn raw_outputs<const K: usize>(
+        &self,
+        images: &[f32],
+        sizes: &[[f32; 2]],
+        which: [usize; K],
+    ) -> Result<[Vec<f32>; K]> {
         let mut read: [Vec<f32>; K] = std::array::from_fn(|_| Vec::new());
         let batches: Vec<(&[f32], &[[f32; 2]])> = if self.batch_one {
             let side = self.input_size() * self.input_size();
@@ -298,10 +302,15 @@ fn build_plan(
     let identity_index = index_of(IDENTITY_OUTPUT)?;
     let structure_index = index_of(STRUCTURE_OUTPUT)?;
     // A card with more or fewer labels than the model has classes is refused on load.
-    for (index, labels) in [(identity_index, card.identity_labels().len()), (structure_index, card.structure_labels().len())] {
+    for (index, labels) in
+        [(identity_index, card.identity_labels().len()), (structure_index, card.structure_labels().len())]
+    {
         let classes = typed.output_fact(index)?.shape.last().and_then(|d| d.as_i64()).map(|c| c as usize);
         if let Some(classes) = classes.filter(|&c| c != labels) {
-            bail!("{origin}: output {:?} has {classes} classes but the card lists {labels} labels", output_names[index]);
+            bail!(
+                "{origin}: output {:?} has {classes} classes but the card lists {labels} labels",
+                output_names[index]
+            );
         }
     }
     let optional = |name: &str| output_names.iter().position(|n| n == name);
@@ -353,10 +362,7 @@ where
     F: Fact + Clone + 'static,
     O: std::fmt::Debug + std::fmt::Display + AsRef<dyn Op> + AsMut<dyn Op> + Clone + 'static,
 {
-    outlets
-        .iter()
-        .map(|&o| model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_string())
-        .collect()
+    outlets.iter().map(|&o| model.outlet_label(o).unwrap_or(&model.node(o.node).name).to_string()).collect()
 }
 
 fn softmax_rows(tensor: &TValue, classes: usize) -> Result<Vec<Vec<f32>>> {

@@ -36,22 +36,12 @@ impl Default for PreprocessParams {
 impl PreprocessParams {
     /// This runtime implements one spec; the size and margin may vary, nothing else.
     pub fn check_supported(&self) -> Result<(), String> {
-        let reference = PreprocessParams {
-            input_size: self.input_size,
-            margin: self.margin,
-            ..Default::default()
-        };
+        let reference = PreprocessParams { input_size: self.input_size, margin: self.margin, ..Default::default() };
         if *self != reference {
-            return Err(format!(
-                "preprocessing {:?} is not the one this runtime implements ({:?})",
-                self, reference
-            ));
+            return Err(format!("preprocessing {:?} is not the one this runtime implements ({:?})", self, reference));
         }
         if self.input_size < 8 || 2 * self.margin >= self.input_size {
-            return Err(format!(
-                "input_size {} with margin {} is unusable",
-                self.input_size, self.margin
-            ));
+            return Err(format!("input_size {} with margin {} is unusable", self.input_size, self.margin));
         }
         Ok(())
     }
@@ -211,12 +201,8 @@ struct Axes {
 
 impl Axes {
     fn from_mask(mask: &[bool], w: usize) -> Axes {
-        let points: Vec<(f64, f64)> = mask
-            .iter()
-            .enumerate()
-            .filter(|(_, &m)| m)
-            .map(|(i, _)| ((i % w) as f64, (i / w) as f64))
-            .collect();
+        let points: Vec<(f64, f64)> =
+            mask.iter().enumerate().filter(|(_, &m)| m).map(|(i, _)| ((i % w) as f64, (i / w) as f64)).collect();
         let n = points.len() as f64;
         let cx = points.iter().map(|p| p.0).sum::<f64>() / n;
         let cy = points.iter().map(|p| p.1).sum::<f64>() / n;
@@ -266,8 +252,7 @@ fn binomial3(src: &[f64], w: usize, h: usize) -> Vec<f64> {
     let mut along_x = vec![0.0; w * h];
     for y in 0..h as isize {
         for x in 0..w as isize {
-            along_x[y as usize * w + x as usize] =
-                (at(src, x - 1, y) + 2.0 * at(src, x, y) + at(src, x + 1, y)) / 4.0;
+            along_x[y as usize * w + x as usize] = (at(src, x - 1, y) + 2.0 * at(src, x, y) + at(src, x + 1, y)) / 4.0;
         }
     }
     let mut out = vec![0.0; w * h];
@@ -315,10 +300,7 @@ pub fn size_features(objects: &[Prepared]) -> Vec<[f32; 2]> {
     let lengths: Vec<f64> = objects.iter().map(|o| o.length).collect();
     let areas: Vec<f64> = objects.iter().map(|o| o.area as f64).collect();
     let (ml, ma) = (median(&lengths), median(&areas));
-    objects
-        .iter()
-        .map(|o| [(o.length / ml).ln() as f32, (o.area as f64 / ma).ln() as f32])
-        .collect()
+    objects.iter().map(|o| [(o.length / ml).ln() as f32, (o.area as f64 / ma).ln() as f32]).collect()
 }
 
 #[cfg(test)]
@@ -343,9 +325,7 @@ mod tests {
     fn both_polarities_give_the_same_tensor() {
         let params = PreprocessParams::default();
         let a = preprocess_crop(&rod(20, 40, true), None, &params).unwrap();
-        let inverted = GrayImage::from_fn(20, 40, |x, y| {
-            image::Luma([255 - rod(20, 40, true).get_pixel(x, y)[0]])
-        });
+        let inverted = GrayImage::from_fn(20, 40, |x, y| image::Luma([255 - rod(20, 40, true).get_pixel(x, y)[0]]));
         let b = preprocess_crop(&inverted, None, &params).unwrap();
         assert_eq!(a.pixels, b.pixels);
         assert_eq!(a.area, 7 * 32);

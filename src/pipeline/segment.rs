@@ -103,8 +103,12 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
         let (bw, bh) = (c.x1 - c.x0 + 1, c.y1 - c.y0 + 1);
         let min_part = params.min_area.max((0.2 * typical) as usize);
         // Only what is larger than any one chromosome is looked at for a split: real
-        // chromosomes have waists as deep as a touching pair's neck.
-        let parts = ((c.area as f64) > SPLIT_AREA * typical)
+        // chromosomes have waists as deep as a touching pair's neck. What is larger than
+        // MAX_PARTS chromosome-sized parts cannot split into a plausible group (below), so it
+        // is not tried: a huge blob (a comb, a smear) would cost seconds for nothing.
+        let area = c.area as f64;
+        let splittable = area > SPLIT_AREA * typical && area < f64::from(split::MAX_PARTS) * SPLIT_AREA * typical;
+        let parts = splittable
             .then(|| split::split(&component_mask(&labels, label as u32, c), bw as usize, bh as usize, min_part))
             .flatten();
         if large {
@@ -195,7 +199,8 @@ fn above_background(frame: &GrayImage, polarity: Polarity, threads: usize) -> (V
     // Bilinear between tile centres, clamped at the edges: first down the column of tiles for
     // the row, then across. Tile centres sit at 64·i + 31.5, so a pixel's weights are odd
     // multiples of 1/128 and the whole interpolation is exact in integers (scaled by 128²).
-    let at = |i: isize, j: isize| level[j.clamp(0, ty as isize - 1) as usize * tx + i.clamp(0, tx as isize - 1) as usize];
+    let at =
+        |i: isize, j: isize| level[j.clamp(0, ty as isize - 1) as usize * tx + i.clamp(0, tx as isize - 1) as usize];
     let cell = |p: usize| {
         let t = 2 * p as isize - (TILE as isize - 1);
         let i = t.div_euclid(2 * TILE as isize);

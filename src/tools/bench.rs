@@ -114,9 +114,8 @@ pub fn bench(
     let mut pipeline = Pipeline::new(model);
     let thread_counts: Vec<usize> = if options.threads > 1 { vec![1, options.threads] } else { vec![1] };
 
-    let decode_frame = |png: &[u8]| -> Result<GrayImage> {
-        Ok(crate::device::capture::frame_from_bytes(png, "bench frame")?.image)
-    };
+    let decode_frame =
+        |png: &[u8]| -> Result<GrayImage> { Ok(crate::device::capture::frame_from_bytes(png, "bench frame")?.image) };
     if let Some(dir) = &options.save_inputs {
         save_inputs(&pipeline, &frames_png, dir)?;
     }

@@ -216,10 +216,8 @@ pub fn tally(cells: &[CellSummary], count: usize, analyse: usize) -> CaseReport 
         let scored = &readable[..scored_n];
         let analysed: BTreeSet<usize> = scored.iter().take(analyse).copied().collect();
         // structural changes come from the analysed cells, then are looked for in every scored one
-        let structural_seen: BTreeSet<&String> = analysed
-            .iter()
-            .flat_map(|&i| changes[i].iter().filter(|c| !c.starts_with(['+', '-'])))
-            .collect();
+        let structural_seen: BTreeSet<&String> =
+            analysed.iter().flat_map(|&i| changes[i].iter().filter(|c| !c.starts_with(['+', '-']))).collect();
         let considered = |i: usize| -> Vec<String> {
             let mut distinct: Vec<String> = changes[i]
                 .iter()
@@ -235,11 +233,8 @@ pub fn tally(cells: &[CellSummary], count: usize, analyse: usize) -> CaseReport 
                 *cells_with.entry(c).or_insert(0) += 1;
             }
         }
-        let clonal: BTreeSet<String> = cells_with
-            .iter()
-            .filter(|(c, &n)| n >= if is_loss(c) { 3 } else { 2 })
-            .map(|(c, _)| c.clone())
-            .collect();
+        let clonal: BTreeSet<String> =
+            cells_with.iter().filter(|(c, &n)| n >= if is_loss(c) { 3 } else { 2 }).map(|(c, _)| c.clone()).collect();
         // group scored cells by their clonal changes (with multiplicity, e.g. +21,+21)
         let mut lines: BTreeMap<Vec<String>, usize> = BTreeMap::new();
         let mut non_clonal_cells = Vec::new();
@@ -274,15 +269,13 @@ pub fn tally(cells: &[CellSummary], count: usize, analyse: usize) -> CaseReport 
     for &i in &scored {
         *counts.entry(cells[i].count).or_insert(0) += 1;
     }
-    let modal_count = counts
-        .iter()
-        .max_by_key(|(c, n)| (**n, std::cmp::Reverse(c.abs_diff(46))))
-        .map(|(c, _)| *c);
+    let modal_count = counts.iter().max_by_key(|(c, n)| (**n, std::cmp::Reverse(c.abs_diff(46)))).map(|(c, _)| *c);
 
     let clone_list: Vec<Clone> =
         clones.iter().map(|(k, n)| Clone { karyotype: line_karyotype(base, k), cells: *n }).collect();
     let karyotype = clone_list.iter().map(|c| format!("{}[{}]", c.karyotype, c.cells)).collect::<Vec<_>>().join("/");
-    let abnormal: Vec<&Clone> = clone_list.iter().zip(&clones).filter(|(_, (k, _))| !k.is_empty()).map(|(c, _)| c).collect();
+    let abnormal: Vec<&Clone> =
+        clone_list.iter().zip(&clones).filter(|(_, (k, _))| !k.is_empty()).map(|(c, _)| c).collect();
 
     reasons.push(format!(
         "{} cell(s) scored for the count (requested {count}), {} analysed, {indeterminate} indeterminate excluded{}",
@@ -296,14 +289,22 @@ pub fn tally(cells: &[CellSummary], count: usize, analyse: usize) -> CaseReport 
     if !non_clonal_cells.is_empty() {
         let list: Vec<String> =
             non_clonal_cells.iter().map(|&i| format!("{} ({})", cells[i].karyotype, cells[i].origin)).collect();
-        reasons.push(format!("{} non-clonal abnormal cell(s), not reported as a clone: {}", list.len(), list.join(", ")));
+        reasons.push(format!(
+            "{} non-clonal abnormal cell(s), not reported as a clone: {}",
+            list.len(),
+            list.join(", ")
+        ));
     }
     let normal_cells = clones.iter().find(|(k, _)| k.is_empty()).map_or(0, |(_, n)| *n);
     let minority = clones.iter().any(|(k, n)| !k.is_empty() && *n < normal_cells);
     let mosaic = minority || !non_clonal_cells.is_empty();
     let mut short_of_mosaic = 0;
     if mosaic {
-        let what = if minority { "mosaicism (a minority abnormal line)" } else { "a possible mosaic (non-clonal abnormal cell)" };
+        let what = if minority {
+            "mosaicism (a minority abnormal line)"
+        } else {
+            "a possible mosaic (non-clonal abnormal cell)"
+        };
         if scored.len() >= MOSAIC_COUNT {
             reasons.push(format!("{what}: count extended to {} cells", scored.len()));
         } else {
@@ -396,7 +397,10 @@ mod tests {
         assert_eq!(r.karyotype, "47,XY,+21[18]/46,XY[2]");
         assert_eq!(r.modal_count, Some(47));
         assert_eq!(r.cells_scored, 20);
-        assert_eq!(r.clones, [Clone { karyotype: "47,XY,+21".into(), cells: 18 }, Clone { karyotype: "46,XY".into(), cells: 2 }]);
+        assert_eq!(
+            r.clones,
+            [Clone { karyotype: "47,XY,+21".into(), cells: 18 }, Clone { karyotype: "46,XY".into(), cells: 2 }]
+        );
     }
 
     #[test]

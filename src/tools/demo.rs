@@ -5,8 +5,8 @@
 use image::{GrayImage, Luma};
 use rand::{rngs::SmallRng, RngExt, SeedableRng};
 
-use crate::pipeline::decide::Verdict;
 use crate::integrity::card::ClassStats;
+use crate::pipeline::decide::Verdict;
 
 /// Karyotypes of the built-in demo frames, with the verdict a correct screen gives.
 pub const DEMO_CELLS: [(&str, Verdict); 6] = [
@@ -64,7 +64,8 @@ pub fn structural_changes_of(karyotype: &str) -> Result<Vec<Change>, String> {
         .split(',')
         .filter(|part| part.contains('('))
         .map(|part| {
-            let bad = || format!("structural change {part:?} is not like del(5)(q): del, dup or inv, one chromosome, p or q");
+            let bad =
+                || format!("structural change {part:?} is not like del(5)(q): del, dup or inv, one chromosome, p or q");
             let (kind, rest) = part.split_once('(').ok_or_else(bad)?;
             let (label, rest) = rest.split_once(")(").ok_or_else(bad)?;
             let arm = rest.strip_suffix(')').ok_or_else(bad)?;
@@ -81,9 +82,9 @@ pub fn structural_changes_of(karyotype: &str) -> Result<Vec<Change>, String> {
 /// real crops: a terminal deletion of 40 % of the arm, a tandem duplication or an inversion of
 /// its middle part.
 fn with_change(class: &ClassStats, change: &Change) -> Result<ClassStats, String> {
-    let c = class
-        .centromere
-        .ok_or_else(|| format!("the model card gives no centromere for {} (needed to draw {})", class.label, change.kind))?;
+    let c = class.centromere.ok_or_else(|| {
+        format!("the model card gives no centromere for {} (needed to draw {})", class.label, change.kind)
+    })?;
     // the arm as [from, to] in fractions of the length, from its centromere end to its tip
     let (near, tip) = if change.arm == "p" { (c, 0.0) } else { (c, 1.0) };
     let at = |f: f64| near + (tip - near) * f;
@@ -173,9 +174,10 @@ pub fn render_cell_touching(
         let clear = |placed: &[Placed], (x, y): (f64, f64), except: Option<usize>| {
             let inside = [x, y].iter().all(|&v| v > radius + 4.0 && v < FRAME_SIZE as f64 - radius - 4.0);
             inside
-                && placed.iter().enumerate().all(|(i, &((px, py), pr, ..))| {
-                    Some(i) == except || (px - x).hypot(py - y) > pr + radius
-                })
+                && placed
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &((px, py), pr, ..))| Some(i) == except || (px - x).hypot(py - y) > pr + radius)
         };
         let touching_spot = |partner: usize| {
             // Turned 45° away from the partner, the start end brought towards the partner's
@@ -183,7 +185,10 @@ pub fn render_cell_touching(
             let ((px, py), _, pangle, plength, corner_aside) = placed[partner];
             let angle = pangle + std::f64::consts::FRAC_PI_4;
             let (along, across) = ((pangle.cos(), pangle.sin()), (-pangle.sin(), pangle.cos()));
-            let corner = (px + along.0 * plength / 2.0 + across.0 * corner_aside, py + along.1 * plength / 2.0 + across.1 * corner_aside);
+            let corner = (
+                px + along.0 * plength / 2.0 + across.0 * corner_aside,
+                py + along.1 * plength / 2.0 + across.1 * corner_aside,
+            );
             let (mut t, mut last) = (widest + 6.0, None);
             while t > -widest {
                 let start = (corner.0 + angle.cos() * t, corner.1 + angle.sin() * t);
@@ -206,7 +211,12 @@ pub fn render_cell_touching(
         } else {
             let margin = radius + 4.0;
             let centre = (0..2000)
-                .map(|_| (rng.random_range(margin..FRAME_SIZE as f64 - margin), rng.random_range(margin..FRAME_SIZE as f64 - margin)))
+                .map(|_| {
+                    (
+                        rng.random_range(margin..FRAME_SIZE as f64 - margin),
+                        rng.random_range(margin..FRAME_SIZE as f64 - margin),
+                    )
+                })
                 .find(|&c| clear(&placed, c, None))
                 .ok_or("no room left in the frame for every chromosome")?;
             (centre, rng.random_range(0.0..std::f64::consts::PI))

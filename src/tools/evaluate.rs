@@ -140,7 +140,13 @@ pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report
         let pixels: Vec<f32> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
         let predictions = model.classify(&pixels, &sizes)?;
         let card = &model.card;
-        let calls = assign(&predictions, card.identity_labels(), card.structure_labels(), &card.cell_assignment, card.structure_threshold());
+        let calls = assign(
+            &predictions,
+            card.identity_labels(),
+            card.structure_labels(),
+            &card.cell_assignment,
+            card.structure_threshold(),
+        );
         for ((row, prediction), call) in kept.into_iter().zip(&predictions).zip(calls) {
             if !row.structure.is_empty() {
                 structure.push(StructureOutcome {
@@ -174,9 +180,8 @@ pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report
 fn structure_figures(outcomes: &[StructureOutcome], threshold: f32) -> StructureFigures {
     let (abnormal, normal): (Vec<&StructureOutcome>, Vec<&StructureOutcome>) =
         outcomes.iter().partition(|o| o.truth != "normal");
-    let flagged_share = |set: &[&StructureOutcome]| {
-        set.iter().filter(|o| o.score > threshold).count() as f64 / set.len().max(1) as f64
-    };
+    let flagged_share =
+        |set: &[&StructureOutcome]| set.iter().filter(|o| o.score > threshold).count() as f64 / set.len().max(1) as f64;
     let mut recall_per_type = BTreeMap::new();
     for key in abnormal.iter().flat_map(|o| [o.truth.as_str(), o.subtype.as_str()]).filter(|k| !k.is_empty()) {
         if !recall_per_type.contains_key(key) {

@@ -76,7 +76,12 @@ fn object_label(call: &Call, limits: &Thresholds) -> String {
         text.push('?');
     }
     if call.is_flagged() {
-        text = format!("{}({}){}", iscn_abbreviation(&call.structure), text, call.arm.as_deref().map(|a| format!("({a})")).unwrap_or_default());
+        text = format!(
+            "{}({}){}",
+            iscn_abbreviation(&call.structure),
+            text,
+            call.arm.as_deref().map(|a| format!("({a})")).unwrap_or_default()
+        );
     }
     text
 }
@@ -147,7 +152,8 @@ pub fn annotated(frame: &GrayImage, result: &CellResult, limits: &Thresholds) ->
 
 /// Crops cut from the frame by box, in ISCN order, pairs side by side, each class labelled.
 pub fn karyogram(frame: &GrayImage, result: &CellResult, limits: &Thresholds) -> RgbImage {
-    let background = crate::pipeline::preprocess::border_median(frame.width() as usize, frame.height() as usize, frame.as_raw());
+    let background =
+        crate::pipeline::preprocess::border_median(frame.width() as usize, frame.height() as usize, frame.as_raw());
     let bg = Rgb([background; 3]);
     let ink = if background >= 128 { BLACK } else { WHITE };
     // each crop stands upright: wider-than-tall ones turn a quarter
@@ -193,16 +199,15 @@ pub fn karyogram(frame: &GrayImage, result: &CellResult, limits: &Thresholds) ->
     const LABEL: u32 = 42; // below the crops: class name (scale 2), copy number, marks
     let slot_width = |label: &str| -> u32 {
         let members: Vec<_> = crops.iter().filter(|c| c.0 == label).collect();
-        let crops_w: u32 = members.iter().map(|c| c.1.width() + 4).sum::<u32>() + GAP * members.len().saturating_sub(1) as u32;
+        let crops_w: u32 =
+            members.iter().map(|c| c.1.width() + 4).sum::<u32>() + GAP * members.len().saturating_sub(1) as u32;
         crops_w.max(40).max(label.len() as u32 * 16 + 8)
     };
     let row_height = |row: &[&str]| -> u32 {
         crops.iter().filter(|c| row.contains(&c.0.as_str())).map(|c| c.1.height() + 4).max().unwrap_or(24) + LABEL
     };
-    let unplaced: Vec<&(String, RgbImage, Rgb<u8>, String)> = crops
-        .iter()
-        .filter(|c| !KARYOGRAM_ROWS.iter().any(|r| r.contains(&c.0.as_str())))
-        .collect();
+    let unplaced: Vec<&(String, RgbImage, Rgb<u8>, String)> =
+        crops.iter().filter(|c| !KARYOGRAM_ROWS.iter().any(|r| r.contains(&c.0.as_str()))).collect();
     let rows_width = KARYOGRAM_ROWS
         .iter()
         .map(|row| row.iter().map(|l| slot_width(l)).sum::<u32>() + SLOT_GAP * (row.len() as u32 - 1))
@@ -214,7 +219,8 @@ pub fn karyogram(frame: &GrayImage, result: &CellResult, limits: &Thresholds) ->
         result.reasons.join("; "),
         "red box: structural flag   amber box: low confidence (value shown)   red label: copies != 2".to_string(),
     ];
-    let width = (rows_width + 2 * MARGIN).max(header_lines.iter().map(|l| l.len() as u32 * 8 + 2 * MARGIN).max().unwrap_or(0).min(1600));
+    let width = (rows_width + 2 * MARGIN)
+        .max(header_lines.iter().map(|l| l.len() as u32 * 8 + 2 * MARGIN).max().unwrap_or(0).min(1600));
     let header = MARGIN + 20 + 20 + 10 + 10 + 12;
     let body: u32 = KARYOGRAM_ROWS.iter().map(|r| row_height(r) + 12).sum();
     let extra = if unplaced.is_empty() { 0 } else { 30 + unplaced.iter().map(|c| c.1.height() + 4).max().unwrap_or(0) };
@@ -270,7 +276,11 @@ pub fn karyogram(frame: &GrayImage, result: &CellResult, limits: &Thresholds) ->
         let mut x = MARGIN;
         for (_, img, colour, _) in unplaced {
             imageops::replace(&mut out, img, x as i64, y as i64 + 20);
-            draw_hollow_rect_mut(&mut out, Rect::at(x as i32, y as i32 + 20).of_size(img.width(), img.height()), *colour);
+            draw_hollow_rect_mut(
+                &mut out,
+                Rect::at(x as i32, y as i32 + 20).of_size(img.width(), img.height()),
+                *colour,
+            );
             x += img.width() + GAP;
         }
     }

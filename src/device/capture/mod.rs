@@ -8,8 +8,8 @@ use image::GrayImage;
 
 pub mod camera;
 
-use crate::tools::demo;
 use crate::integrity::card::ClassStats;
+use crate::tools::demo;
 
 /// Frames larger than this on either side are refused before decoding.
 pub const MAX_FRAME_SIDE: u32 = 8192;
@@ -150,7 +150,13 @@ pub struct DirectorySource {
     /// Finished after this long without a new file; `None` waits forever.
     idle_limit: Option<std::time::Duration>,
     last_file: std::time::Instant,
+    /// Files that did not decode yet, with when they first failed: still being written, perhaps.
+    unfinished: std::collections::HashMap<PathBuf, std::time::Instant>,
 }
+
+/// How long a file that does not decode is retried before it is skipped as unreadable: a
+/// microscope program may take this long to finish writing a large frame.
+const WRITE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "bmp"];
 
@@ -172,6 +178,7 @@ impl DirectorySource {
             poll: std::time::Duration::from_millis(250),
             idle_limit,
             last_file: std::time::Instant::now(),
+            unfinished: Default::default(),
         })
     }
 
@@ -200,12 +207,22 @@ impl FrameSource for DirectorySource {
             return Ok(None);
         };
         self.last_file = std::time::Instant::now();
-        // A file still being written fails to decode: give the writer a moment, once.
+        // A file still being written fails to decode (a JPEG without its end yet): it goes to
+        // the back of the queue until it decodes or WRITE_GRACE has passed.
         match load_frame(&path) {
-            Ok(frame) => Ok(Some(frame)),
-            Err(_) => {
+            Ok(frame) => {
+                self.unfinished.remove(&path);
+                Ok(Some(frame))
+            }
+            Err(error) => {
+                let first = *self.unfinished.entry(path.clone()).or_insert_with(std::time::Instant::now);
+                if first.elapsed() >= WRITE_GRACE {
+                    self.unfinished.remove(&path);
+                    return Err(CaptureError::Frame(error));
+                }
+                self.queue.push_back(path);
                 std::thread::sleep(self.poll);
-                load_frame(&path).map(Some).map_err(CaptureError::Frame)
+                Ok(None)
             }
         }
     }
@@ -246,5 +263,30 @@ impl FrameSource for DemoSource<'_> {
             .map_err(|e| CaptureError::Source(anyhow::anyhow!("demo frame {}: {e}", self.next)))?;
         self.next += 1;
         Ok(Some(Frame { image, origin: format!("demo {} ({karyotype})", self.next) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jpeg_still_being_written_waits_in_the_queue_until_it_is_whole() {
+        let dir = std::env::temp_dir().join(format!("karyoscreen-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = GrayImage::from_fn(96, 64, |x, y| image::Luma([((x * 7 + y * 3) % 200 + 20) as u8]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).encode_image(&image).unwrap();
+        let path = dir.join("frame.jpg");
+        std::fs::write(&path, &jpeg[..jpeg.len() / 2]).unwrap();
+
+        let mut source = DirectorySource::new(&dir, None).unwrap();
+        assert!(matches!(source.next_frame(), Ok(None)), "half a JPEG is not a frame yet");
+        assert!(!source.finished());
+        std::fs::write(&path, &jpeg).unwrap();
+        let frame = source.next_frame().unwrap().expect("the whole file is read once written");
+        assert_eq!(frame.image.dimensions(), (96, 64));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -59,8 +59,8 @@ impl OutputPin for GpioPin {
 pub fn panel(board: &Board) -> Result<Panel<GpioPin>> {
     let mut pins = Vec::with_capacity(Led::ALL.len());
     for led in Led::ALL {
-        let (chip, offset) = resolve(board, board.leds.get(led))
-            .with_context(|| format!("board {}: LED {}", board.name, led.name()))?;
+        let (chip, offset) =
+            resolve(board, board.leds.get(led)).with_context(|| format!("board {}: LED {}", board.name, led.name()))?;
         let pin = request(board.gpio.abi, &chip, offset)
             .with_context(|| format!("board {}: LED {} ({}, line {offset})", board.name, led.name(), chip.display()))?;
         pins.push(pin);

@@ -46,10 +46,7 @@ impl std::fmt::Display for Plan {
 impl std::str::FromStr for Plan {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Plan, String> {
-        Plan::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown plan {s:?} (as-is, dequantized)"))
+        Plan::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| format!("unknown plan {s:?} (as-is, dequantized)"))
     }
 }
 
@@ -87,7 +84,12 @@ pub const MAX_CONSTANT_ELEMENTS: u64 = 64 << 20;
 /// Refuses initializers and Constant nodes whose declared shape is absurdly large.
 fn check_constant_sizes(proto: &tract_onnx::pb::ModelProto) -> Result<()> {
     let Some(graph) = proto.graph.as_ref() else { return Ok(()) };
-    let constants = graph.node.iter().filter(|n| n.op_type == "Constant").flat_map(|n| n.attribute.iter()).filter_map(|a| a.t.as_ref());
+    let constants = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Constant")
+        .flat_map(|n| n.attribute.iter())
+        .filter_map(|a| a.t.as_ref());
     for tensor in graph.initializer.iter().chain(constants) {
         let elements = tensor.dims.iter().try_fold(1u64, |n, &d| u64::try_from(d).ok().and_then(|d| n.checked_mul(d)));
         match elements {
@@ -105,8 +107,12 @@ fn check_constant_sizes(proto: &tract_onnx::pb::ModelProto) -> Result<()> {
 /// Drops the initializers nothing reads any more (weights a rewrite replaced).
 fn drop_unread_initializers(proto: &mut tract_onnx::pb::ModelProto) {
     let Some(graph) = proto.graph.as_mut() else { return };
-    let read: std::collections::HashSet<String> =
-        graph.node.iter().flat_map(|n| n.input.iter().cloned()).chain(graph.output.iter().map(|o| o.name.clone())).collect();
+    let read: std::collections::HashSet<String> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .chain(graph.output.iter().map(|o| o.name.clone()))
+        .collect();
     graph.initializer.retain(|t| read.contains(&t.name));
 }
 
@@ -195,20 +201,15 @@ mod dequantize {
         let graph = proto.graph.as_mut().context("model proto has no graph")?;
         let init: HashMap<String, pb::TensorProto> =
             graph.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
-        let producer: HashMap<String, usize> = graph
-            .node
-            .iter()
-            .enumerate()
-            .flat_map(|(i, n)| n.output.iter().map(move |o| (o.clone(), i)))
-            .collect();
+        let producer: HashMap<String, usize> =
+            graph.node.iter().enumerate().flat_map(|(i, n)| n.output.iter().map(move |o| (o.clone(), i))).collect();
         let mut new_init: Vec<pb::TensorProto> = Vec::new();
         let mut replaced: HashMap<usize, Option<pb::NodeProto>> = HashMap::new();
         for (i, node) in graph.node.iter().enumerate() {
             if !super::is_onnx_op(node, "DequantizeLinear") || node.output.len() != 1 {
                 continue;
             }
-            let (Some(scale), zero) = (init.get(&node.input[1]), node.input.get(2).filter(|z| !z.is_empty()))
-            else {
+            let (Some(scale), zero) = (init.get(&node.input[1]), node.input.get(2).filter(|z| !z.is_empty())) else {
                 continue;
             };
             let scale = floats(scale)?;
@@ -292,7 +293,8 @@ mod dequantize {
                 .chain(graph.output.iter().map(|o| o.name.as_str()))
                 .collect();
             let before = graph.node.len();
-            let keep: Vec<bool> = graph.node.iter().map(|n| n.output.iter().any(|o| used.contains(o.as_str()))).collect();
+            let keep: Vec<bool> =
+                graph.node.iter().map(|n| n.output.iter().any(|o| used.contains(o.as_str()))).collect();
             let used_inits: HashSet<String> = used.iter().map(|s| s.to_string()).collect();
             let mut k = keep.into_iter();
             graph.node.retain(|_| k.next().unwrap());

@@ -54,8 +54,10 @@ pub fn in_bands<T: Send>(height: u32, threads: usize, work: impl Fn(u32, u32) ->
     }
     let work = &work;
     std::thread::scope(|scope| {
-        let workers: Vec<_> =
-            (0..height).step_by(band as usize).map(|y0| scope.spawn(move || work(y0, (y0 + band).min(height)))).collect();
+        let workers: Vec<_> = (0..height)
+            .step_by(band as usize)
+            .map(|y0| scope.spawn(move || work(y0, (y0 + band).min(height))))
+            .collect();
         workers.into_iter().map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     })
 }
@@ -156,12 +158,7 @@ fn label_in_bands(
             }
         }
     }
-    let labels = LabelMap {
-        rows,
-        offsets,
-        final_label,
-        bands: bands.into_iter().map(|band| band.labels).collect(),
-    };
+    let labels = LabelMap { rows, offsets, final_label, bands: bands.into_iter().map(|band| band.labels).collect() };
     (labels, components)
 }
 
@@ -276,9 +273,12 @@ mod tests {
     fn bands_give_the_whole_frame_labelling() {
         let mut next = noise(11);
         // Dense noise (few large components) and sparse noise (many small ones across seams).
-        for (w, h, density, radius) in [(300u32, 211u32, 150u8, 0u8), (97, 400, 200, 1), (64, 7, 120, 0), (300, 211, 235, 1), (200, 300, 240, 3)] {
+        for (w, h, density, radius) in
+            [(300u32, 211u32, 150u8, 0u8), (97, 400, 200, 1), (64, 7, 120, 0), (300, 211, 235, 1), (200, 300, 240, 3)]
+        {
             let above: Vec<u8> = (0..w * h).map(|_| next()).collect();
-            let mask = GrayImage::from_fn(w, h, |x, y| Luma([if above[(y * w + x) as usize] > density { 255 } else { 0 }]));
+            let mask =
+                GrayImage::from_fn(w, h, |x, y| Luma([if above[(y * w + x) as usize] > density { 255 } else { 0 }]));
             let whole = connected_components(&close(&mask, Norm::LInf, radius), Connectivity::Eight, Luma([0u8]));
             let (one, components) = label(&above, w, density, radius, 1);
             assert_eq!(BandLabels::from_fn(w, h, |x, y| Luma([one.at(x, y)])), whole);

@@ -23,7 +23,7 @@ const MIN_PEAK: f64 = 1.5;
 /// cannot be told apart from one and stay whole.
 const MIN_TURN: f64 = 25.0 * std::f64::consts::PI / 180.0;
 /// Touching groups larger than this are left whole (and usually reported unresolved).
-const MAX_PARTS: u8 = 4;
+pub const MAX_PARTS: u8 = 4;
 
 /// Splits the `w`×`h` mask of one component. Returns the part (1, 2, …) of every pixel,
 /// 0 outside the mask, or `None` when nothing could be split off. Each part holds at least
@@ -68,10 +68,8 @@ fn split_once(mask: &[bool], w: usize, h: usize, min_part: usize) -> Option<Vec<
 /// Angle in radians between the long axes of sides 1 and 2 (0 to π/2).
 fn axis_angle_between(owner: &[u8], w: usize) -> f64 {
     let axis = |side: u8| {
-        let points: Vec<(f64, f64)> = (0..owner.len())
-            .filter(|&i| owner[i] == side)
-            .map(|i| ((i % w) as f64, (i / w) as f64))
-            .collect();
+        let points: Vec<(f64, f64)> =
+            (0..owner.len()).filter(|&i| owner[i] == side).map(|i| ((i % w) as f64, (i / w) as f64)).collect();
         let n = points.len().max(1) as f64;
         let (cx, cy) = points.iter().fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
         let (mut xx, mut yy, mut xy) = (0.0, 0.0, 0.0);
@@ -88,8 +86,8 @@ fn axis_angle_between(owner: &[u8], w: usize) -> f64 {
 /// the box counts as outside), 0 off the mask.
 fn half_widths(mask: &[bool], w: usize, h: usize) -> Vec<f64> {
     let outside = GrayImage::from_fn(w as u32 + 2, h as u32 + 2, |x, y| {
-        let inside = x >= 1 && y >= 1 && (x as usize) <= w && (y as usize) <= h
-            && mask[(y as usize - 1) * w + x as usize - 1];
+        let inside =
+            x >= 1 && y >= 1 && (x as usize) <= w && (y as usize) <= h && mask[(y as usize - 1) * w + x as usize - 1];
         Luma([if inside { 0 } else { 255 }])
     });
     let squared = euclidean_squared_distance_transform(&outside);
@@ -143,12 +141,10 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
 
 fn neighbours(i: usize, w: usize, h: usize) -> impl Iterator<Item = usize> {
     let (x, y) = ((i % w) as isize, (i / w) as isize);
-    (-1isize..=1).flat_map(move |dy| (-1isize..=1).map(move |dx| (x + dx, y + dy))).filter_map(
-        move |(nx, ny)| {
-            let inside = (nx, ny) != (x, y) && nx >= 0 && ny >= 0 && (nx as usize) < w && (ny as usize) < h;
-            inside.then(|| ny as usize * w + nx as usize)
-        },
-    )
+    (-1isize..=1).flat_map(move |dy| (-1isize..=1).map(move |dx| (x + dx, y + dy))).filter_map(move |(nx, ny)| {
+        let inside = (nx, ny) != (x, y) && nx >= 0 && ny >= 0 && (nx as usize) < w && (ny as usize) < h;
+        inside.then(|| ny as usize * w + nx as usize)
+    })
 }
 
 /// Marks the 8-connected region around `seed` where `keep` holds.

@@ -13,7 +13,9 @@ use karyoscreen::tools::report::write_report;
 use super::{analyse_and_record, ModelArgs, RecordArgs};
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  karyoscreen analyze spread.png\n  karyoscreen analyze spread.jpg --json --report out/")]
+#[command(
+    after_help = "Examples:\n  karyoscreen analyze spread.png\n  karyoscreen analyze spread.jpg --json --report out/"
+)]
 pub struct AnalyzeArgs {
     /// The frame: PNG, JPEG, TIFF or BMP.
     frame: PathBuf,
@@ -44,7 +46,11 @@ pub fn exec(args: AnalyzeArgs) -> Result<ExitCode> {
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&result)?)?;
     } else {
-        let karyotype = if result.karyotype_determined { format!("karyotype {}", result.karyotype) } else { result.karyotype.clone() };
+        let karyotype = if result.karyotype_determined {
+            format!("karyotype {}", result.karyotype)
+        } else {
+            result.karyotype.clone()
+        };
         outln!("{}: {} objects, {karyotype}", frame.origin, result.count)?;
         outln!("verdict {}: {}", result.verdict, result.reasons.join("; "))?;
         if let Some(p) = &pictures {

@@ -15,7 +15,9 @@ use karyoscreen::tools::demo::{render_cell, DEMO_CELLS};
 use super::ModelArgs;
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  karyoscreen bench\n  karyoscreen bench spread1.png spread2.png --rounds 10 --threads 1 --json")]
+#[command(
+    after_help = "Examples:\n  karyoscreen bench\n  karyoscreen bench spread1.png spread2.png --rounds 10 --threads 1 --json"
+)]
 pub struct BenchArgs {
     /// Frames to analyse (default: the built-in demo frames).
     frames: Vec<PathBuf>,
@@ -51,7 +53,8 @@ pub fn exec(args: BenchArgs) -> Result<ExitCode> {
         if paths.is_empty() {
             return (0..DEMO_CELLS.len())
                 .map(|i| {
-                    let frame = render_cell(DEMO_CELLS[i].0, &loaded.card.class_stats, i as u64).map_err(anyhow::Error::msg)?;
+                    let frame =
+                        render_cell(DEMO_CELLS[i].0, &loaded.card.class_stats, i as u64).map_err(anyhow::Error::msg)?;
                     let mut png = std::io::Cursor::new(Vec::new());
                     frame.write_to(&mut png, image::ImageFormat::Png)?;
                     Ok(png.into_inner())
@@ -87,7 +90,8 @@ pub fn exec(args: BenchArgs) -> Result<ExitCode> {
         report.replan_ms.map(|m| format!(" (then {m:.0} ms to build plan {})", report.plan)).unwrap_or_default(),
         report.peak_rss_mb.map(|m| format!("{m:.1} MB")).unwrap_or_else(|| "unknown".into())
     )?;
-    let line = |stage: &str, s: &StageStats| outln!("{stage:<24} median {:>7.1} ms   p90 {:>7.1} ms", s.median_ms, s.p90_ms);
+    let line =
+        |stage: &str, s: &StageStats| outln!("{stage:<24} median {:>7.1} ms   p90 {:>7.1} ms", s.median_ms, s.p90_ms);
     line("decode (PNG)", &report.decode)?;
     line("analysis", &report.analyse)?;
     for t in &report.by_threads {

@@ -51,14 +51,24 @@ pub fn exec(args: EvalArgs) -> Result<ExitCode> {
     for (level, f) in [("per crop", &report.crop), ("after cell step", &report.cell)] {
         outln!(
             "{level:<16} accuracy {:.4}  macro precision {:.4}  recall {:.4}  F1 {:.4}",
-            f.accuracy, f.macro_precision, f.macro_recall, f.macro_f1
+            f.accuracy,
+            f.macro_precision,
+            f.macro_recall,
+            f.macro_f1
         )?;
     }
     if let Some(s) = &report.structure {
         outln!(
             "structure ({}): AUROC {:.4} over {} abnormal / {} normal crops; at threshold {:.4}: \
              {:.4} of normal flagged, recall {:.4}, arm accuracy {:.4}",
-            s.note, s.auroc, s.n_abnormal, s.n_normal, s.threshold, s.normal_flagged_rate, s.recall_any, s.arm_accuracy
+            s.note,
+            s.auroc,
+            s.n_abnormal,
+            s.n_normal,
+            s.threshold,
+            s.normal_flagged_rate,
+            s.recall_any,
+            s.arm_accuracy
         )?;
         for (kind, recall) in &s.recall_per_type {
             outln!("  recall {kind:<22} {recall:.4}")?;

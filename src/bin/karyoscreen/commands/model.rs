@@ -39,7 +39,9 @@ pub enum ModelCommand {
     },
     /// Verify MODEL.onnx, copy its bundle to DIR/<version>/ and switch DIR/current to it
     /// atomically, keeping the old one as DIR/previous.
-    #[command(after_help = "Example:\n  karyoscreen model install lab-model.onnx --dir /var/lib/karyoscreen/models --trusted-key lab.key.pub")]
+    #[command(
+        after_help = "Example:\n  karyoscreen model install lab-model.onnx --dir /var/lib/karyoscreen/models --trusted-key lab.key.pub"
+    )]
     Install {
         /// The bundle's ONNX file.
         model: PathBuf,
@@ -99,7 +101,12 @@ pub fn exec(action: ModelCommand) -> Result<ExitCode> {
         ModelCommand::Install { model, dir, trust } => {
             let done = bundle::install(&model, &dir, &trust.trust()?)?;
             if done.unchanged {
-                outln!("{} is already the current model in {} ({})", done.version, dir.display(), done.model_path.display())?;
+                outln!(
+                    "{} is already the current model in {} ({})",
+                    done.version,
+                    dir.display(),
+                    done.model_path.display()
+                )?;
             } else {
                 outln!(
                     "installed {} (sha256 {}, key id {}) in {}: current -> {}, previous -> {}; run with --model {}",

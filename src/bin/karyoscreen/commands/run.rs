@@ -16,8 +16,10 @@ use super::{ModelArgs, RecordArgs};
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("profile").required(true).args(["board", "config"])))]
-#[command(after_help = "Examples:\n  karyoscreen run --board raspberry-pi-5 --record /var/lib/karyoscreen/record.jsonl\n  \
-                        karyoscreen run --board generic --source demo --console-leds --max-frames 12")]
+#[command(
+    after_help = "Examples:\n  karyoscreen run --board raspberry-pi-5 --record /var/lib/karyoscreen/record.jsonl\n  \
+                        karyoscreen run --board generic --source demo --console-leds --max-frames 12"
+)]
 pub struct RunArgs {
     /// A built-in board profile.
     #[arg(long, value_name = "NAME", value_parser = PossibleValuesParser::new(BUILT_IN_NAMES))]
@@ -56,7 +58,11 @@ pub fn exec(args: RunArgs) -> Result<ExitCode> {
     let summary = serve(&pipeline, &board, &args.source, args.console_leds, &options, recorder.as_mut())?;
     outln!(
         "stopped: {} frames, {} analysed, {} skipped by the quality gate, {} unreadable, {} verdicts shown",
-        summary.frames, summary.analysed, summary.skipped, summary.unreadable, summary.shown
+        summary.frames,
+        summary.analysed,
+        summary.skipped,
+        summary.unreadable,
+        summary.shown
     )?;
     Ok(ExitCode::SUCCESS)
 }

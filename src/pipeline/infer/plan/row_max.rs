@@ -61,7 +61,10 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
     let is_output = |tensor: &str| graph.output.iter().any(|o| o.name == tensor);
     let squeezes_width = |n: &pb::NodeProto| {
         let axes = n.input.get(1).and_then(|a| init.get(a.as_str())).and_then(|t| int64_values(t));
-        n.op_type == "Squeeze" && n.input.len() == 2 && n.output.len() == 1 && matches!(axes.as_deref(), Some([3] | [-1]))
+        n.op_type == "Squeeze"
+            && n.input.len() == 2
+            && n.output.len() == 1
+            && matches!(axes.as_deref(), Some([3] | [-1]))
     };
     // (MaxPool index, Squeeze index, W)
     let mut found = Vec::new();
@@ -81,13 +84,15 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
         let (pool, squeeze) = (&graph.node[i], &graph.node[s]);
         // named after the output, which is unique in the graph (node names may be empty)
         let name = |what: &str| format!("{}_rows_{what}", pool.output[0]);
-        let node = |what: &str, op: &str, input: Vec<String>, output: String, attribute: Vec<pb::AttributeProto>| pb::NodeProto {
-            name: name(what),
-            op_type: op.into(),
-            input,
-            output: vec![output],
-            attribute,
-            ..Default::default()
+        let node = |what: &str, op: &str, input: Vec<String>, output: String, attribute: Vec<pb::AttributeProto>| {
+            pb::NodeProto {
+                name: name(what),
+                op_type: op.into(),
+                input,
+                output: vec![output],
+                attribute,
+                ..Default::default()
+            }
         };
         new_init.push(int64_tensor(&name("shape"), &[0, -1, width]));
         new_init.push(int64_tensor(&name("first"), &[0]));
@@ -112,11 +117,8 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
         replacement.insert(s, vec![]);
     }
     let nodes = std::mem::take(&mut graph.node);
-    graph.node = nodes
-        .into_iter()
-        .enumerate()
-        .flat_map(|(i, n)| replacement.remove(&i).unwrap_or_else(|| vec![n]))
-        .collect();
+    graph.node =
+        nodes.into_iter().enumerate().flat_map(|(i, n)| replacement.remove(&i).unwrap_or_else(|| vec![n])).collect();
     graph.initializer.extend(new_init);
     Ok(found.len())
 }

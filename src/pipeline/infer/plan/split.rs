@@ -24,7 +24,8 @@ pub fn rewrite(proto: &mut pb::ModelProto) -> Result<usize> {
     let mut count = 0;
     for node in std::mem::take(&mut graph.node) {
         let weight = node.input.get(1).and_then(|w| init.get(w)).map(|&i| &graph.initializer[i]);
-        let bias = node.input.get(2).filter(|b| !b.is_empty()).and_then(|b| init.get(b)).map(|&i| &graph.initializer[i]);
+        let bias =
+            node.input.get(2).filter(|b| !b.is_empty()).and_then(|b| init.get(b)).map(|&i| &graph.initializer[i]);
         let group = node.attribute.iter().find(|a| a.name == "group").map_or(1, |a| a.i);
         let channels = weight.map_or(0, |w| w.dims.first().copied().unwrap_or(0));
         let splittable = super::is_onnx_op(&node, "Conv")
