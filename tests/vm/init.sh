@@ -73,11 +73,27 @@ done
 echo "vm: $CHIP global base ${BASE:-unknown}"
 
 # ---- system under test
-echo "vm: starting sut at $(t)s"
-STANDIN_BUG=$STANDIN_BUG sut run --config /cfg.toml > /tmp/sut.out 2> /tmp/sut.err &
+# The record (karyoscreen only; the stand-in keeps none), where the board's service keeps it.
+# RECORD_BUG=elsewhere records to another file than the one checked (the checks must fail).
+ARGS=""
+if [ -n "$RECORD" ]; then
+  mkdir -p "$(dirname "$RECORD")"; rm -f "$RECORD"*
+  case "$RECORD_BUG" in elsewhere) ARGS="--record $RECORD.elsewhere" ;; *) ARGS="--record $RECORD" ;; esac
+fi
+lines() { if [ -f "$RECORD" ]; then wc -l < "$RECORD"; else echo 0; fi; }
+acked() { grep '^recorded ' /tmp/sut.out | tail -1 | cut -d' ' -f2; }
+echo "vm: starting sut at $(t)s: sut run --config /cfg.toml $ARGS"
+STANDIN_BUG=$STANDIN_BUG sut run --config /cfg.toml $ARGS > /tmp/sut.out 2> /tmp/sut.err &
 SUT=$!
-i=0; lim=$((VERDICT_TIMEOUT * 5))
-while [ $i -lt $lim ] && ! grep -q '^verdict ' /tmp/sut.out && kill -0 $SUT 2>/dev/null; do sleep 0.2; i=$((i + 1)); done
+i=0; lim=$((VERDICT_TIMEOUT * 5)); early=""
+while [ $i -lt $lim ] && ! grep -q '^verdict ' /tmp/sut.out && kill -0 $SUT 2>/dev/null; do
+  # The record's size at the first acknowledgement, to compare with a later one.
+  if [ -n "$RECORD" ] && [ -z "$early" ] && grep -q '^recorded ' /tmp/sut.out; then
+    early=$(lines); early_ack=$(acked); early_t=$(t)
+    echo "vm: at ${early_t}s the first record was acknowledged (seq $early_ack); the record has $early line(s)"
+  fi
+  sleep 0.2; i=$((i + 1))
+done
 first=$(grep '^verdict ' /tmp/sut.out | head -1)
 echo "vm: at $(t)s sut said: ${first:-nothing}"
 check "verdict-$EXPECT" test "$(echo "$first" | cut -d' ' -f1-2)" = "verdict $EXPECT"
@@ -88,6 +104,18 @@ led_ok() { for l in $LEDS; do eval name=\$LED_$l; w=$(want $l); [ "$w" = x ] || 
 i=0; while [ $i -lt 25 ] && ! led_ok; do sleep 0.2; i=$((i + 1)); done
 echo "vm: LEDs while running: $(states)"
 check "leds-show-$EXPECT" led_ok
+
+# The record grows while the loop runs: more lines later than at the first acknowledgement
+# (the hold needs a second analysed frame before a verdict, so it usually has grown already;
+# otherwise wait for the next frame), and every acknowledged record is in it by then.
+if [ -n "$RECORD" ]; then
+  early=${early:-0}; i=0; lim=$((RECORD_GROW_TIMEOUT * 5))
+  while [ $i -lt $lim ] && [ "$(lines)" -le "$early" ] && kill -0 $SUT 2>/dev/null; do sleep 0.2; i=$((i + 1)); done
+  later=$(lines); later_ack=$(acked)
+  echo "vm: at $(t)s the record has $later line(s), last acknowledged seq ${later_ack:-none}"
+  check record-acknowledged-first test "$early" -ge 1 -a "$early" -ge "${early_ack:-1}"
+  check record-grows-while-running test "$later" -gt "$early" -a "$later" -ge "${later_ack:-1}"
+fi
 
 # SIGTERM: exits 0, every LED driven low before release. The run loop stops between two crops:
 # one crop's inference, a few seconds under QEMU's instruction emulation (TCG; 3 s measured on
@@ -115,6 +143,18 @@ if [ -n "$BASE" ] && [ -f $TR/trace ]; then
   check leds-driven-off-on-sigterm test $drove_off = 1
 else
   fail leds-driven-off-on-sigterm "no gpio trace (base=${BASE:-?})"
+fi
+# The whole record, for the host to check (vmhelp.py record-check): every line parses, seq
+# rises by one, every acknowledged record is there, each names the fed frame. RECORD_BUG=gap
+# drops a line first (the host's check must fail).
+if [ -n "$RECORD" ]; then
+  if [ -f "$RECORD" ]; then
+    [ "$RECORD_BUG" = gap ] && sed -i 2d "$RECORD"
+    echo "vm: record $RECORD: $(wc -l < "$RECORD") lines, $(wc -c < "$RECORD") bytes, sha256 $(sha256sum "$RECORD" | cut -d' ' -f1)"
+    echo "RECORD begin"; sed 's/^/REC /' "$RECORD"; echo "RECORD end"
+  else
+    echo "vm: record $RECORD: missing"
+  fi
 fi
 kill $FEEDER 2>/dev/null
 finish

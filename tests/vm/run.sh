@@ -12,6 +12,10 @@
 # sysfs (sim_gpioN/value) while it runs, its exit status after SIGTERM, and, from the
 # kernel's gpio_value trace events, that it drove every LED line low before exiting
 # (gpio-sim reverts a released line to its pull, so sysfs alone could not tell).
+# karyoscreen runs with `--record /var/lib/karyoscreen/record.jsonl` as the board's service
+# does: the record must grow while the loop runs, and after the VM the host checks the copy
+# the VM printed (vmhelp.py record-check: JSON lines, seq 1, 2, 3 ..., every acknowledged
+# record present, each naming the fed frame and the expected verdict).
 #
 # Environment:
 #   SUT=karyoscreen|standin   system under test (default below). karyoscreen builds
@@ -20,6 +24,9 @@
 #   FRAME=N                   demo frame index (karyoscreen mode; default 2: 47,XY,+21 abnormal)
 #   FRAME_PNG=file.png EXPECT=verdict   feed this image instead and expect this verdict
 #   STANDIN_BUG=wrong-led|stay-on|no-ready   make the stand-in misbehave (checks must fail)
+#   RECORD_BUG=elsewhere|gap  karyoscreen records to another file than the one checked /
+#                             a line is dropped from the record before it is checked (must fail)
+#   RECORD_GROW_TIMEOUT=s     how long the record may take to grow after the first verdict (240)
 #   VERDICT_TIMEOUT=s (default 360), VM_TIMEOUT=s (default 1200), VM_SMP (2), VM_MEM (1024)
 #   VM_REFRESH=1              re-resolve the kernel version from apt (default: cached)
 #   VM_CONFIG=file.toml       board profile given to the SUT (default tests/vm/<arch>.toml)
@@ -257,6 +264,9 @@ EXPECT=$EXPECT
 FFNV=$FFNV
 VERDICT_TIMEOUT=$VERDICT_TIMEOUT
 STANDIN_BUG=${STANDIN_BUG:-}
+RECORD=$([ "$SUT" = karyoscreen ] && echo /var/lib/karyoscreen/record.jsonl)
+RECORD_BUG=${RECORD_BUG:-}
+RECORD_GROW_TIMEOUT=${RECORD_GROW_TIMEOUT:-240}
 CAM_FORMAT=$CAM_FORMAT
 CAM_WIDTH=$CAM_WIDTH
 CAM_HEIGHT=$CAM_HEIGHT
@@ -286,6 +296,13 @@ stage vm
 
 PASS=$(grep -c '^TEST ok ' "$LOG" || true)
 FAIL=$(grep -c '^TEST FAIL ' "$LOG" || true)
+if [ "$SUT" = karyoscreen ]; then   # the record the VM printed, checked here
+  HOSTCHECKS=$(python3 "$HERE/vmhelp.py" record-check "$LOG" "$FRAMEDIR/frame.raw" "$CAM_FORMAT" "$EXPECT" 2>&1 ||
+               echo "TEST FAIL record-check: vmhelp.py failed")
+  echo "$HOSTCHECKS" | sed 's/^/host: /' >&2
+  PASS=$((PASS + $(grep -c '^TEST ok ' <<<"$HOSTCHECKS" || true)))
+  FAIL=$((FAIL + $(grep -c '^TEST FAIL ' <<<"$HOSTCHECKS" || true)))
+fi
 if ! grep -q '^TEST done' "$LOG"; then
   FAIL=$((FAIL + 1)); log "FAIL: the VM did not finish its checks (qemu rc=$QRC; see $LOG)"
 fi

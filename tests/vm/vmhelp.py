@@ -5,8 +5,11 @@
   vmhelp.py png2raw IN.png OUT.raw W H FMT  -> raw GREY/YUYV frame (+ OUT.raw.png, what the camera shows); prints "mean=<luma> fnv=<hex>"
   vmhelp.py synth OUT.raw W H FMT [LEVEL]   -> synthetic frame (bright field with dark blobs)
   vmhelp.py verdict-json JSONTEXT        -> prints the "verdict" of karyoscreen demo's JSON line
+  vmhelp.py record-check CONSOLE.log FRAME.raw FMT EXPECT
+                                        -> checks the record the VM dumped to its console; prints
+                                           "TEST ok <name>" / "TEST FAIL <name>: why" lines
 """
-import json, shlex, struct, sys, tomllib, zlib
+import hashlib, json, re, shlex, struct, sys, tomllib, zlib
 
 LEDS = ["ready", "busy", "normal", "abnormal", "indeterminate", "fault"]
 
@@ -140,6 +143,83 @@ def synth(out, W, H, fmt, level=200):
     write_raw(rows, out, fmt)
 
 
+# Every cell line of the record (src/integrity/record.rs) carries these.
+RECORD_KEYS = ("kind", "seq", "time_unix_ms", "origin", "frame_sha256", "model", "model_sha256",
+               "card_version", "thresholds", "count", "karyotype", "verdict", "reasons", "timings")
+
+
+def record_check(log_path, frame_raw, fmt, expect):
+    """The record as init.sh dumped it ("REC <line>" between "RECORD begin" and "RECORD end",
+    after a "vm: record FILE: N lines, B bytes, sha256 H" line), against the console's other
+    lines: the acknowledgements `recorded SEQ ORIGIN` the program printed (init.sh echoes its
+    stdout as "sut: ..."). Prints one TEST line per check; returns the number that failed."""
+    text = open(log_path, encoding="utf-8", errors="replace").read().split("\n")
+    results = []
+    def check(name, ok, why=""):
+        ok = bool(ok)
+        results.append(ok)
+        print(f"TEST ok {name}" if ok else f"TEST FAIL {name}: {why}")
+
+    summary = [l for l in text if l.startswith("vm: record ")]
+    m = re.search(r": (\d+) lines, (\d+) bytes, sha256 ([0-9a-f]{64})$", summary[-1]) if summary else None
+    try:
+        body = text[text.index("RECORD begin") + 1:text.index("RECORD end")]
+    except ValueError:
+        body = None
+    if not m or body is None:
+        check("record-copied-out", False, summary[-1] if summary else "no record dump on the console")
+        return 1
+    lines = [l[4:] for l in body if l.startswith("REC ")]
+    data = "".join(l + "\n" for l in lines).encode()
+    # The dump crossed a serial console: its hash proves the copy is the file, so that a
+    # failure below is the record's, not the transport's (a kernel message in the middle).
+    check("record-copied-out", len(lines) == len(body) and hashlib.sha256(data).hexdigest() == m[3]
+          and len(lines) == int(m[1]) and len(data) == int(m[2]),
+          f"the copy ({len(lines)} lines, {len(data)} bytes, {len(body) - len(lines)} other console lines "
+          f"among them) is not the VM's file ({m[1]} lines, {m[2]} bytes, sha256 {m[3][:16]}...)")
+
+    records, bad = [], []
+    for n, line in enumerate(lines, 1):
+        try:
+            r = json.loads(line)
+        except ValueError as e:
+            bad.append(f"line {n} is not JSON ({e})")
+            continue
+        if not isinstance(r, dict):
+            bad.append(f"line {n} is not an object")
+            continue
+        missing = [k for k in RECORD_KEYS if k not in r]
+        if missing or r["kind"] != "cell":
+            bad.append(f"line {n}: kind {r.get('kind')!r}, missing {missing}")
+        records.append(r)
+    check("record-parses", lines and not bad, "; ".join(bad[:3]) or "the record is empty")
+
+    seqs = [r.get("seq") for r in records]
+    check("record-seq-consecutive", bool(seqs) and seqs == list(range(1, len(seqs) + 1)),
+          f"seq {seqs[:20]}{' ...' if len(seqs) > 20 else ''} (a fresh record counts 1, 2, 3 ...)")
+
+    # What the program acknowledged (printed only after the line was synced) is in the record.
+    acks = [l.split(" ", 3)[2:] for l in text if l.startswith("sut: recorded ")]
+    by_seq = {r.get("seq"): r for r in records}
+    lost = [f"{seq} {origin}" for seq, origin in acks if by_seq.get(int(seq), {}).get("origin") != origin]
+    check("record-has-every-acknowledged", acks and not lost,
+          f"acknowledged but not in the record: {lost[:5]}" if acks else "the program acknowledged no record")
+
+    # Each line names the frame the camera delivered (the fed frame, byte for byte: the probe
+    # checked that) by the sha256 of its 8-bit luma, and gives the expected verdict.
+    raw = open(frame_raw, "rb").read()
+    luma = raw if fmt == "GREY" else raw[0::2]
+    want = hashlib.sha256(luma).hexdigest()
+    other = [(r.get("seq"), r.get("frame_sha256"), r.get("verdict")) for r in records
+             if r.get("frame_sha256") != want or r.get("verdict") != expect]
+    check("record-names-fed-frame", records and not other,
+          f"want frame_sha256 {want[:16]}... verdict {expect}; got {other[:3]}")
+    models = {(r.get("model_sha256"), r.get("card_version")) for r in records}
+    check("record-one-model", len(models) == 1 and all(re.fullmatch(r"[0-9a-f]{64}", str(m[0])) for m in models),
+          f"model sha256 / card version per line: {sorted(map(str, models))[:3]}")
+    return results.count(False)
+
+
 def main(a):
     if a[0] == "config":
         config(a[1])
@@ -158,6 +238,8 @@ def main(a):
                 print(json.loads(line)["verdict"])
                 return
         raise SystemExit("no JSON line with a verdict")
+    elif a[0] == "record-check":
+        record_check(a[1], a[2], a[3], a[4])
     else:
         raise SystemExit(__doc__)
 
