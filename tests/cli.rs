@@ -122,7 +122,11 @@ fn analyze_json_has_the_documented_fields() {
             "X" | "Y" => 1,
             _ => 2,
         };
-        assert_eq!(per_label.get(label.as_str()).copied().unwrap_or(0), expected, "objects labelled {label}: {per_label:?}");
+        assert_eq!(
+            per_label.get(label.as_str()).copied().unwrap_or(0),
+            expected,
+            "objects labelled {label}: {per_label:?}"
+        );
     }
     for stage in ["segment_ms", "preprocess_ms", "infer_ms", "analyse_ms"] {
         assert_timing(&result["timings"][stage], stage);
@@ -233,8 +237,17 @@ fn bench_takes_a_plan_and_threads_and_saves_inputs() {
     assert!(out.status.success(), "{}", stderr(&out));
     let inputs = dir.join("inputs");
     let out = karyoscreen(&[
-        "bench", "--rounds", "2", "--json", "--plan", "as-is", "--threads", "2",
-        "--save-inputs", inputs.to_str().unwrap(), frame.to_str().unwrap(),
+        "bench",
+        "--rounds",
+        "2",
+        "--json",
+        "--plan",
+        "as-is",
+        "--threads",
+        "2",
+        "--save-inputs",
+        inputs.to_str().unwrap(),
+        frame.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -243,13 +256,17 @@ fn bench_takes_a_plan_and_threads_and_saves_inputs() {
     assert_eq!(report["rounds"], 2);
     assert_eq!(report["objects_per_frame"], 46.0, "demo frame 1 is 46,XX");
     assert_timing(&report["replan_ms"], "replan to as-is");
-    let threads: Vec<u64> = report["by_threads"].as_array().unwrap().iter().map(|t| t["threads"].as_u64().unwrap()).collect();
+    let threads: Vec<u64> =
+        report["by_threads"].as_array().unwrap().iter().map(|t| t["threads"].as_u64().unwrap()).collect();
     assert_eq!(threads, [1, 2]);
     assert_eq!(report["threads"], 2);
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(inputs.join("cells.json")).unwrap()).unwrap();
     assert_eq!(meta["crops_per_cell"], serde_json::json!([46]), "one cell, one crop per chromosome");
     assert_eq!(meta["input_size"], 64);
-    assert_eq!(meta["model_sha256"].as_str().unwrap(), sha256_hex(karyoscreen::pipeline::infer::Model::embedded_onnx()));
+    assert_eq!(
+        meta["model_sha256"].as_str().unwrap(),
+        sha256_hex(karyoscreen::pipeline::infer::Model::embedded_onnx())
+    );
     let pixels = std::fs::read(inputs.join("image.f32")).unwrap();
     assert_eq!(pixels.len(), 46 * 64 * 64 * 4);
     assert_eq!(std::fs::metadata(inputs.join("size.f32")).unwrap().len(), 46 * 2 * 4);

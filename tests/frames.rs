@@ -228,7 +228,11 @@ fn a_structural_change_is_flagged_with_its_arm_and_makes_the_cell_abnormal() {
         assert_eq!(result.count, 46, "{karyotype} seed {seed}");
         let changed = &karyotype[karyotype.find('(').unwrap() + 1..karyotype.find(')').unwrap()];
         for object in result.objects.iter().filter(|o| o.call.is_flagged()) {
-            assert_eq!(object.call.label, changed, "{karyotype} seed {seed}: another chromosome flagged: {:?}", result.reasons);
+            assert_eq!(
+                object.call.label, changed,
+                "{karyotype} seed {seed}: another chromosome flagged: {:?}",
+                result.reasons
+            );
         }
         result
     };

@@ -121,8 +121,16 @@ fn check(model: &Model, folder: &str, classes_agree: Classes) {
         assert_eq!(ours.len(), meta.n * classes, "{folder} {head}: output size");
         assert_eq!(theirs.len(), meta.n * classes, "{folder} {head}: fixture size");
         let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        println!("{folder} {:?} {head}: max logit difference {worst} (tolerance {})", model.plan(), meta.logit_tolerance);
-        assert!(worst.is_finite() && worst <= meta.logit_tolerance, "{folder} {head}: max logit difference {worst} > {}", meta.logit_tolerance);
+        println!(
+            "{folder} {:?} {head}: max logit difference {worst} (tolerance {})",
+            model.plan(),
+            meta.logit_tolerance
+        );
+        assert!(
+            worst.is_finite() && worst <= meta.logit_tolerance,
+            "{folder} {head}: max logit difference {worst} > {}",
+            meta.logit_tolerance
+        );
         for (i, (a, b)) in ours.chunks(classes).zip(theirs.chunks(classes)).enumerate() {
             if head == "identity" {
                 if classes_agree == Classes::AllAgree {
