@@ -14,7 +14,11 @@ use commands::{analyze, bench, case, demo, eval, model, run};
 /// Screens chromosome spreads: finds the chromosomes in a metaphase frame, classifies them,
 /// builds the karyotype and lights the matching indicator. A screening aid: a person signs off.
 #[derive(Parser)]
-#[command(version, about, after_help = "Start with `karyoscreen demo`; `karyoscreen <command> --help` shows each command's options.")]
+#[command(
+    version,
+    about,
+    after_help = "Start with `karyoscreen demo`; `karyoscreen <command> --help` shows each command's options."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
