@@ -31,6 +31,28 @@ if ! grep -q '^\[package\.metadata\.deb\]' Cargo.toml; then
   for f in src boards models README.md build.rs; do [ -e "$f" ] && ln -s "$ROOT/$f" "$STAGE/$f"; done
   MANIFEST=$STAGE/Cargo.toml
 fi
+# --no-strip: the release profile strips (strip = "symbols"); cargo-deb's own strip would need
+# the cross binutils. The check below fails the package if a binary with symbols got in.
 CARGO_TARGET_DIR=$TD cargo deb --manifest-path "$MANIFEST" --no-build --no-strip \
   --target "$TRIPLE" --output "$TD/"
-ls -l "$TD"/karyoscreen_*_"$ARCH".deb
+DEB=$(ls -t "$TD"/karyoscreen_*_"$ARCH".deb | head -1)
+
+# The packaged binary must be stripped: `file` says "stripped" (not "not stripped"), and it
+# has no symbol table.
+CHECK=$(mktemp -d); trap 'rm -rf "$CHECK"' EXIT
+dpkg-deb -x "$DEB" "$CHECK"
+BIN=$CHECK/usr/bin/karyoscreen
+[ -f "$BIN" ] || { echo "package.sh: $DEB has no usr/bin/karyoscreen" >&2; exit 1; }
+KIND=$(file -b "$BIN")
+case "$KIND" in
+  *"not stripped"*|*"with debug_info"*) STRIPPED=no ;;
+  *stripped*) STRIPPED=yes ;;
+  *) STRIPPED=no ;;
+esac
+if [ "$STRIPPED" = yes ] && LC_ALL=C readelf -S -W "$BIN" | grep -qE '\.(symtab|debug_info) '; then STRIPPED=no; fi
+if [ "$STRIPPED" != yes ]; then
+  echo "package.sh: $DEB ships an unstripped binary ($KIND); the release profile must keep strip = \"symbols\"" >&2
+  exit 1
+fi
+echo "package.sh: usr/bin/karyoscreen is stripped, $(stat -c %s "$BIN") bytes: $KIND"
+ls -l "$DEB"
