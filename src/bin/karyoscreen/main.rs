@@ -57,9 +57,15 @@ fn keep_frame_buffers() {
     }
 }
 
-/// The static musl build has no such knobs.
+/// musl's allocator has no such knobs: the static musl build (every board's binary) allocates
+/// through mimalloc instead, which keeps freed pages for the next frame (figures in
+/// docs/performance.md).
 #[cfg(not(target_env = "gnu"))]
 fn keep_frame_buffers() {}
+
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// One line on stderr, whatever a library's message holds (some decoders' errors span lines).
 fn report(message: &str) {
