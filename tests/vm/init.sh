@@ -146,10 +146,10 @@ else
 fi
 # The whole record, for the host to check (vmhelp.py record-check): every line parses, seq
 # rises by one, every acknowledged record is there, each names the fed frame. RECORD_BUG=gap
-# drops a line first (the host's check must fail).
+# drops the first line (a record lost: the host's checks must fail).
 if [ -n "$RECORD" ]; then
   if [ -f "$RECORD" ]; then
-    [ "$RECORD_BUG" = gap ] && sed -i 2d "$RECORD"
+    [ "$RECORD_BUG" = gap ] && sed -i 1d "$RECORD"
     echo "vm: record $RECORD: $(wc -l < "$RECORD") lines, $(wc -c < "$RECORD") bytes, sha256 $(sha256sum "$RECORD" | cut -d' ' -f1)"
     echo "RECORD begin"; sed 's/^/REC /' "$RECORD"; echo "RECORD end"
   else

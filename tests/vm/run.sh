@@ -25,7 +25,7 @@
 #   FRAME_PNG=file.png EXPECT=verdict   feed this image instead and expect this verdict
 #   STANDIN_BUG=wrong-led|stay-on|no-ready   make the stand-in misbehave (checks must fail)
 #   RECORD_BUG=elsewhere|gap  karyoscreen records to another file than the one checked /
-#                             a line is dropped from the record before it is checked (must fail)
+#                             the record's first line is dropped before it is checked (must fail)
 #   RECORD_GROW_TIMEOUT=s     how long the record may take to grow after the first verdict (240)
 #   VERDICT_TIMEOUT=s (default 360), VM_TIMEOUT=s (default 1200), VM_SMP (2), VM_MEM (1024)
 #   VM_REFRESH=1              re-resolve the kernel version from apt (default: cached)
