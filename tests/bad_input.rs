@@ -655,7 +655,7 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     add("eval crop that is a bomb", args(&["eval", &s(&bomb_set)]), err(&["bomb.png", "too large"]));
 
     // Signed but absurd: a signature says who made a bundle, not that it is sane.
-    let absurd: [(&'static str, fn(&mut serde_json::Value), &'static str); 9] = [
+    let absurd: [CardEdit; 9] = [
         ("huge extra slot cost", |c| c["cell_assignment"]["extra_slot_cost"] = 1e300.into(), "extra_slot_cost"),
         (
             "negative missing slot cost",
@@ -814,7 +814,7 @@ fn build_cases(dir: &Path) -> Vec<Case> {
         args(&["demo", "--out", &s(&dir.join("o.png"))]),
         err(&["--write-frame"]),
     );
-    add("usage: --record on eval", args(&["eval", &s(&dir), "--record", &s(&dir.join("r.jsonl"))]), err(&["--record"]));
+    add("usage: --record on eval", args(&["eval", &s(dir), "--record", &s(&dir.join("r.jsonl"))]), err(&["--record"]));
     add("usage: hold 0", args(&["run", "--board", "generic", "--hold", "0"]), err(&["--hold", "0"]));
 
     // Keys given for the wrong role.
@@ -867,6 +867,9 @@ fn onnx_with_constant(dims: &[u64]) -> Vec<u8> {
     field(8, &opset, &mut model);
     model
 }
+
+/// A signed-card mistake: its name, the edit, the field the error must name.
+type CardEdit = (&'static str, fn(&mut serde_json::Value), &'static str);
 
 /// A case name made at run time.
 fn leak(name: String) -> &'static str {
