@@ -160,9 +160,11 @@ impl Bundle {
         let card = read_text(&crate::integrity::card::card_path_for(&real), "the model card").with_context(|| {
             format!("{}: the model card must sit beside {}", card_path.display(), onnx_path.display())
         })?;
-        let sig = match sig_path_for(&real) {
-            sig if !sig.exists() && sig.symlink_metadata().is_err() => None,
-            sig => Some(read_regular(&sig, MAX_TEXT_FILE, "signature")?),
+        let sig_file = sig_path_for(&real);
+        // Only a missing file means "unsigned"; any other failure to read it is reported.
+        let sig = match sig_file.symlink_metadata() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            _ => Some(read_regular(&sig_file, MAX_TEXT_FILE, "signature")?),
         };
         Ok(Bundle { onnx_path: onnx_path.to_path_buf(), card_path, sig_path, onnx, card, sig })
     }
