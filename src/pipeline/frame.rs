@@ -16,8 +16,14 @@ use crate::pipeline::segment::{segment, BBox, SegmentParams, Segmentation};
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectResult {
     pub bbox: BBox,
+    /// Set for a part of a blob segmentation split (parts of one blob share the number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split_from: Option<usize>,
     #[serde(flatten)]
     pub call: Call,
+    /// The object's pixels over its box, row-major (`bbox.width × bbox.height`); not in JSON.
+    #[serde(skip)]
+    pub mask: Vec<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -43,6 +49,9 @@ pub struct CellResult {
     pub nuclei: usize,
     /// Clusters segmentation could not separate, reported rather than guessed.
     pub unresolved: usize,
+    /// Where those clusters are (crops preprocessing refused have no box here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unresolved_boxes: Vec<BBox>,
     pub timings: Timings,
     #[serde(skip)]
     pub detail: Karyotype,
@@ -53,6 +62,8 @@ pub struct FrameInputs {
     pub segmentation: Segmentation,
     /// Bounding boxes of the crops that were prepared, in crop order.
     pub boxes: Vec<BBox>,
+    /// Which object of `segmentation.objects` each prepared crop is, in crop order.
+    pub kept: Vec<usize>,
     /// Clusters segmentation could not separate plus crops preprocessing refused.
     pub unresolved: usize,
     /// One `input_size²` tensor per crop, concatenated.
@@ -87,11 +98,19 @@ impl Pipeline {
         if segmentation.objects.len() > MAX_OBJECTS {
             // Not a spread: noise, a comb, a texture. Nothing is cut or classified.
             let unresolved = segmentation.unresolved + segmentation.objects.len();
-            return FrameInputs { segmentation, boxes: Vec::new(), unresolved, pixels: Vec::new(), sizes: Vec::new() };
+            return FrameInputs {
+                segmentation,
+                boxes: Vec::new(),
+                kept: Vec::new(),
+                unresolved,
+                pixels: Vec::new(),
+                sizes: Vec::new(),
+            };
         }
         let params = &self.model.card.preprocessing;
         let mut prepared: Vec<Prepared> = Vec::new();
         let mut boxes = Vec::new();
+        let mut kept = Vec::new();
         let mut unresolved = segmentation.unresolved;
         // The crops on the inference threads, in crop order.
         let objects = &segmentation.objects;
@@ -109,11 +128,12 @@ impl Pipeline {
                 .collect();
             workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
         });
-        for (object, result) in objects.iter().zip(results) {
+        for (i, (object, result)) in objects.iter().zip(results).enumerate() {
             match result {
                 Ok(p) => {
                     prepared.push(p);
                     boxes.push(object.bbox);
+                    kept.push(i);
                 }
                 Err(_) => unresolved += 1,
             }
@@ -121,7 +141,7 @@ impl Pipeline {
         let sizes = size_features(&prepared);
         let pixels: Vec<f32> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
         timings.preprocess_ms = ms(clock);
-        FrameInputs { segmentation, boxes, unresolved, pixels, sizes }
+        FrameInputs { segmentation, boxes, kept, unresolved, pixels, sizes }
     }
 
     pub fn analyse(&self, frame: &GrayImage) -> Result<CellResult> {
@@ -132,7 +152,7 @@ impl Pipeline {
     /// (checked between crops).
     pub fn analyse_until(&self, frame: &GrayImage, stop: &AtomicBool) -> Result<CellResult> {
         let mut timings = Timings::default();
-        let FrameInputs { segmentation, boxes, unresolved, pixels, sizes } = self.prepare(frame, &mut timings);
+        let FrameInputs { mut segmentation, kept, unresolved, pixels, sizes, .. } = self.prepare(frame, &mut timings);
         if segmentation.objects.len() > MAX_OBJECTS {
             return Ok(too_many_objects(segmentation, unresolved, timings));
         }
@@ -168,11 +188,20 @@ impl Pipeline {
             karyotype_determined: determined,
             verdict,
             reasons,
-            objects: boxes.into_iter().zip(calls).map(|(bbox, call)| ObjectResult { bbox, call }).collect(),
+            objects: kept
+                .into_iter()
+                .zip(calls)
+                .map(|(i, call)| {
+                    let object = &mut segmentation.objects[i];
+                    let mask = std::mem::take(&mut object.mask);
+                    ObjectResult { bbox: object.bbox, split_from: object.split_from, call, mask }
+                })
+                .collect(),
             polarity: segmentation.polarity,
             debris: segmentation.debris,
             nuclei: segmentation.nuclei,
             unresolved,
+            unresolved_boxes: segmentation.unresolved_boxes,
             timings,
             detail,
         })
@@ -200,6 +229,7 @@ fn too_many_objects(segmentation: Segmentation, unresolved: usize, timings: Timi
         debris: segmentation.debris,
         nuclei: segmentation.nuclei,
         unresolved,
+        unresolved_boxes: segmentation.unresolved_boxes,
         timings,
         detail: Karyotype {
             count,

@@ -36,6 +36,11 @@ pub struct Object {
     pub area: usize,
     /// The object alone on the frame's background, in the frame's polarity.
     pub crop: GrayImage,
+    /// The object's own pixels: `bbox.width × bbox.height`, row-major in box coordinates.
+    pub mask: Vec<bool>,
+    /// For a part of a blob that was split (touching chromosomes): the blob's number in this
+    /// frame (parts of one blob share it). `None` for an object found whole.
+    pub split_from: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +54,8 @@ pub struct Segmentation {
     /// Large irregular blobs (overlapping chromosomes, clusters that would not split): not
     /// guessed at. Touching chromosomes joined by a narrow neck are split and kept.
     pub unresolved: usize,
+    /// The bounding boxes of those unresolved blobs, in the order they were found.
+    pub unresolved_boxes: Vec<BBox>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,7 +78,14 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
     let (w, h) = frame.dimensions();
     let background_gray = border_median(w as usize, h as usize, frame.as_raw());
     let (above, histogram) = above_background(frame, polarity, params.threads);
-    let empty = Segmentation { polarity, objects: Vec::new(), debris: 0, nuclei: 0, unresolved: 0 };
+    let empty = Segmentation {
+        polarity,
+        objects: Vec::new(),
+        debris: 0,
+        nuclei: 0,
+        unresolved: 0,
+        unresolved_boxes: Vec::new(),
+    };
     let Some(high) = otsu_from_histogram(&histogram) else { return empty };
     // Hysteresis: objects are what rises above a low threshold (pale bands, dull
     // heterochromatin stay attached) and reaches the Otsu threshold somewhere. The mask is
@@ -89,6 +103,7 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
         seeded.iter().filter(|(_, c)| c.area >= params.min_area).map(|(_, c)| c.area as f64).collect();
     let typical = crate::pipeline::preprocess::median(&areas);
     let mut result = empty;
+    let mut blobs_split = 0;
     for (label, c) in seeded {
         if c.area < params.min_area || (c.area as f64) < 0.12 * typical {
             result.debris += 1;
@@ -120,9 +135,12 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
             });
             if !plausible {
                 result.unresolved += 1;
+                result.unresolved_boxes.push(BBox { x: c.x0, y: c.y0, width: bw, height: bh });
                 continue;
             }
         }
+        let split_from = parts.is_some().then_some(blobs_split);
+        blobs_split += parts.is_some() as usize;
         let owner = |x: u32, y: u32, part: u8| {
             labels.at(x, y) == label as u32
                 && parts.as_ref().is_none_or(|p| p[((y - c.y0) * bw + x - c.x0) as usize] == part)
@@ -147,10 +165,13 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
                     *frame.get_pixel(fx, fy)
                 }
             });
+            let mask = (y0..=y1).flat_map(|y| (x0..=x1).map(move |x| (x, y))).map(|(x, y)| owner(x, y, part)).collect();
             result.objects.push(Object {
                 bbox: BBox { x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1 },
                 area,
                 crop,
+                mask,
+                split_from,
             });
         }
     }
@@ -305,5 +326,51 @@ mod tests {
         assert_eq!(seg.debris, 1);
         assert!(seg.objects.iter().all(|o| o.area == 320));
         assert_eq!(seg.objects[0].crop.dimensions(), (8 + 6, 40 + 6));
+        assert!(seg.objects.iter().all(|o| o.mask.len() == 320 && o.mask.iter().all(|&m| m)));
+        assert!(seg.objects.iter().all(|o| o.split_from.is_none()));
+        assert!(seg.unresolved_boxes.is_empty());
+    }
+
+    #[test]
+    fn masks_follow_the_object_and_split_parts_share_their_blob() {
+        let mut frame = GrayImage::from_pixel(260, 200, Luma([230]));
+        for x0 in [20u32, 40, 60, 80, 100] {
+            for y in 20..60 {
+                for x in x0..x0 + 8 {
+                    frame.put_pixel(x, y, Luma([50]));
+                }
+            }
+        }
+        // two rods touching at an angle (as in split's tests): one blob, cut at the neck
+        let rod = |(px, py): (f64, f64), (x0, y0): (f64, f64), (x1, y1): (f64, f64)| {
+            let (dx, dy) = (x1 - x0, y1 - y0);
+            let t = (((px - x0) * dx + (py - y0) * dy) / (dx * dx + dy * dy)).clamp(0.0, 1.0);
+            (px - x0 - t * dx).powi(2) + (py - y0 - t * dy).powi(2) <= 36.0
+        };
+        for y in 0..200 {
+            for x in 0..260 {
+                let p = (x as f64, y as f64);
+                if rod(p, (130.0, 70.0), (160.0, 105.0)) || rod(p, (170.0, 115.0), (215.0, 120.0)) {
+                    frame.put_pixel(x, y, Luma([50]));
+                }
+            }
+        }
+        let seg = segment(&frame, &SegmentParams::default());
+        for o in &seg.objects {
+            assert_eq!(o.mask.len(), (o.bbox.width * o.bbox.height) as usize);
+            assert_eq!(o.mask.iter().filter(|&&m| m).count(), o.area);
+            if o.split_from.is_none() {
+                // an object found whole: its mask is exactly the ink in its box
+                for (i, &m) in o.mask.iter().enumerate() {
+                    let (x, y) = (o.bbox.x + i as u32 % o.bbox.width, o.bbox.y + i as u32 / o.bbox.width);
+                    assert_eq!(m, frame.get_pixel(x, y)[0] < 128, "({x}, {y})");
+                }
+            }
+        }
+        assert_eq!(seg.objects.iter().filter(|o| o.split_from.is_none()).count(), 5);
+        let parts: Vec<&Object> = seg.objects.iter().filter(|o| o.split_from.is_some()).collect();
+        assert_eq!(parts.len(), 2, "the touching pair is split in two");
+        assert_eq!(parts[0].split_from, parts[1].split_from);
+        assert!(seg.unresolved_boxes.is_empty());
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Colours: green = confident call, amber = low-confidence call (below the verdict's
 //! `min_confidence`), red = structural flag (or a class with a copy number other than two in the
-//! karyogram). Text is drawn with the `font8x8` bitmap glyphs, so no font file is needed.
+//! karyogram). On the frame, a dashed box is an object cut from a larger blob (touching
+//! chromosomes split at their neck) and a purple box a cluster segmentation left unresolved
+//! (not counted, not classified). Text is drawn with the `font8x8` bitmap glyphs, so no font file is needed.
 
 use std::path::{Path, PathBuf};
 
@@ -14,11 +16,14 @@ use imageproc::rect::Rect;
 
 use crate::pipeline::analyse::{iscn_abbreviation, Call};
 use crate::pipeline::decide::{Thresholds, Verdict};
+use crate::pipeline::segment::BBox;
 use crate::pipeline::CellResult;
 
 pub const GREEN: Rgb<u8> = Rgb([0, 160, 60]);
 pub const AMBER: Rgb<u8> = Rgb([245, 160, 0]);
 pub const RED: Rgb<u8> = Rgb([220, 0, 0]);
+/// Clusters segmentation did not separate.
+pub const PURPLE: Rgb<u8> = Rgb([150, 0, 200]);
 const BLACK: Rgb<u8> = Rgb([0, 0, 0]);
 const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
 
@@ -100,11 +105,12 @@ pub fn annotated(frame: &GrayImage, result: &CellResult, limits: &Thresholds) ->
     let scale = if w >= 600 { 2 } else { 1 };
     let line = 10 * scale;
     let header_lines = [
-        format!("{} objects   karyotype {}", result.count, result.karyotype),
+        header_line(result),
         format!("verdict {}", result.verdict.to_string().to_uppercase()),
         result.reasons.join("; "),
         format!(
-            "green: call   amber: confidence < {:.2}   red: structural flag   screening aid - requires sign-off",
+            "green: call   amber: confidence < {:.2}   red: structural flag   dashed: split from a blob   \
+             purple: unresolved (not counted)   screening aid - requires sign-off",
             limits.min_confidence
         ),
     ];
@@ -122,21 +128,25 @@ pub fn annotated(frame: &GrayImage, result: &CellResult, limits: &Thresholds) ->
     draw_filled_rect_mut(&mut out, Rect::at(0, header as i32 - 3).of_size(width, 2), BLACK);
     imageops::replace(&mut out, &image::DynamicImage::ImageLuma8(frame.clone()).to_rgb8(), 0, header as i64);
     // boxes first, labels over them, so no box line crosses a label
-    let boxes: Vec<(Rect, Rgb<u8>, String)> = result
+    let around = |b: BBox| Rect::at(b.x as i32 - 3, (b.y + header) as i32 - 3).of_size(b.width + 6, b.height + 6);
+    let boxes: Vec<(Rect, Rgb<u8>, String, bool)> = result
         .objects
         .iter()
-        .map(|o| {
-            let b = o.bbox;
-            let rect = Rect::at(b.x as i32 - 3, (b.y + header) as i32 - 3).of_size(b.width + 6, b.height + 6);
-            (rect, colour_of(&o.call, limits), object_label(&o.call, limits))
-        })
+        .map(|o| (around(o.bbox), colour_of(&o.call, limits), object_label(&o.call, limits), o.split_from.is_some()))
+        .chain(result.unresolved_boxes.iter().map(|&b| (around(b), PURPLE, "unresolved".to_string(), false)))
         .collect();
-    for (rect, colour, _) in &boxes {
+    for (rect, colour, _, split) in &boxes {
         draw_hollow_rect_mut(&mut out, *rect, *colour);
-        let inner = Rect::at(rect.left() + 1, rect.top() + 1).of_size(rect.width() - 2, rect.height() - 2);
-        draw_hollow_rect_mut(&mut out, inner, *colour);
+        if *split {
+            // a part of a split blob: a dashed second line outside the box
+            let outer = Rect::at(rect.left() - 2, rect.top() - 2).of_size(rect.width() + 4, rect.height() + 4);
+            draw_dashed_rect(&mut out, outer, *colour);
+        } else {
+            let inner = Rect::at(rect.left() + 1, rect.top() + 1).of_size(rect.width() - 2, rect.height() - 2);
+            draw_hollow_rect_mut(&mut out, inner, *colour);
+        }
     }
-    for (rect, colour, text) in &boxes {
+    for (rect, colour, text, _) in &boxes {
         let tw = text.len() as u32 * 8 * scale + 4;
         let th = line;
         let x = rect.left().clamp(0, (width - tw.min(width)) as i32);
@@ -148,6 +158,34 @@ pub fn annotated(frame: &GrayImage, result: &CellResult, limits: &Thresholds) ->
         draw_text(&mut out, x + 2, ty + scale as i32, text, scale, WHITE);
     }
     out
+}
+
+/// The first header line: the count and the karyotype, or why there is none ("karyotype not
+/// determined: N objects found" already says "karyotype").
+fn header_line(result: &CellResult) -> String {
+    if result.karyotype_determined {
+        format!("{} objects   karyotype {}", result.count, result.karyotype)
+    } else {
+        format!("{} objects   {}", result.count, result.karyotype)
+    }
+}
+
+/// A rectangle's outline in dashes of 4 pixels with gaps of 3.
+fn draw_dashed_rect(image: &mut RgbImage, rect: Rect, colour: Rgb<u8>) {
+    let (w, h) = (image.width() as i32, image.height() as i32);
+    let mut put = |x: i32, y: i32, step: i32| {
+        if step % 7 < 4 && (0..w).contains(&x) && (0..h).contains(&y) {
+            image.put_pixel(x as u32, y as u32, colour);
+        }
+    };
+    for x in rect.left()..=rect.right() {
+        put(x, rect.top(), x - rect.left());
+        put(x, rect.bottom(), x - rect.left());
+    }
+    for y in rect.top()..=rect.bottom() {
+        put(rect.left(), y, y - rect.top());
+        put(rect.right(), y, y - rect.top());
+    }
 }
 
 /// Crops cut from the frame by box, in ISCN order, pairs side by side, each class labelled.
@@ -326,5 +364,70 @@ mod tests {
         draw_text(&mut image, 2, 2, "A1", 1, RED);
         assert!(image.pixels().any(|p| *p == RED));
         draw_text(&mut image, 35, 8, "WWWW", 3, RED); // runs off the edge: clipped, no panic
+    }
+
+    fn cell(determined: bool) -> CellResult {
+        use crate::pipeline::analyse::Karyotype;
+        use crate::pipeline::{ObjectResult, Timings};
+        let call = Call {
+            class: 0,
+            label: "1".into(),
+            confidence: 0.99,
+            argmax: 0,
+            structure: "normal".into(),
+            structure_confidence: 0.99,
+            arm: None,
+            position: None,
+        };
+        let object = |x, split_from| ObjectResult {
+            bbox: BBox { x, y: 20, width: 10, height: 30 },
+            split_from,
+            call: call.clone(),
+            mask: vec![true; 300],
+        };
+        let karyotype = if determined { "46,XX" } else { "karyotype not determined: 14 objects found" };
+        CellResult {
+            count: 14,
+            karyotype: karyotype.into(),
+            karyotype_determined: determined,
+            verdict: Verdict::Indeterminate,
+            reasons: vec!["too few objects".into()],
+            objects: vec![object(20, None), object(60, Some(0))],
+            polarity: crate::pipeline::preprocess::Polarity::DarkOnLight,
+            debris: 0,
+            nuclei: 0,
+            unresolved: 1,
+            unresolved_boxes: vec![BBox { x: 100, y: 20, width: 40, height: 40 }],
+            timings: Timings::default(),
+            detail: Karyotype {
+                count: 14,
+                sex_chromosomes: String::new(),
+                iscn: karyotype.into(),
+                numerical: Vec::new(),
+                structural: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn header_says_karyotype_once() {
+        assert_eq!(header_line(&cell(false)), "14 objects   karyotype not determined: 14 objects found");
+        assert_eq!(header_line(&cell(true)), "14 objects   karyotype 46,XX");
+    }
+
+    #[test]
+    fn split_parts_are_dashed_and_unresolved_clusters_purple() {
+        let frame = GrayImage::from_pixel(200, 100, image::Luma([230]));
+        let image = annotated(&frame, &cell(false), &Thresholds::default());
+        let header = image.height() - frame.height();
+        let at = |x: u32, y: u32| *image.get_pixel(x, y + header);
+        // an object found whole: two solid lines, nothing outside them
+        assert!((20..50).all(|y| at(17, y) == GREEN && at(18, y) == GREEN && at(15, y) != GREEN));
+        // a split part: one solid line and a dashed one two pixels outside it
+        assert!((20..50).all(|y| at(57, y) == GREEN && at(58, y) != GREEN));
+        let dashes = (20..50).filter(|&y| at(55, y) == GREEN).count();
+        assert!(dashes > 10 && dashes < 25, "{dashes} of 30 pixels dashed");
+        // the unresolved cluster: a purple box
+        assert!((30..60).all(|y| at(97, y) == PURPLE));
     }
 }
