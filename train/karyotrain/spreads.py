@@ -1,0 +1,217 @@
+"""Metaphase spreads that look like microscope frames, composed from real crops, with one mask
+per chromosome: training data for the learned segmenter (karyotrain.segtrain).
+
+Unlike karyotrain.compose (chromosomes kept apart, for end-to-end checks), a spread here is a
+cluster: chromosomes touch side by side and end to end, some cross (overlap pixels belong to both
+masks), some are bent; interphase nuclei, debris, uneven illumination, defocus, noise, low
+contrast and JPEG compression come on top, in either polarity. Frames are made at the scale the
+segmenter sees (after its integer downscale), so chromosome lengths are drawn in that scale.
+
+Targets at the maps' stride (segprep.STRIDE): chromosome (any mask), core (a chromosome's
+interior: distance to anything not itself >= 45 % of its widest, overlap left out) and overlap
+(two or more masks).
+"""
+import csv
+import io
+import os
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from .compose import ink_of
+from .data import load_gray
+from .segprep import STRIDE
+
+
+def load_pieces(set_dir, split, limit, seed):
+    """Up to `limit` crops of `split` as ink (chromosome bright, background 0), cut to the chromosome."""
+    with open(os.path.join(set_dir, "labels.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == split]
+    rng = np.random.default_rng(seed)
+    rows = [rows[i] for i in rng.permutation(len(rows))[:limit]]
+    sample = rows[:: max(1, len(rows) // 50)]
+    from .preprocess import border_median
+    dark_on_light = sum(int(border_median(load_gray(os.path.join(set_dir, r["path"])))) >= 128
+                        for r in sample) * 2 >= len(sample)
+    pieces = []
+    for r in rows:
+        ink, _ = ink_of(load_gray(os.path.join(set_dir, r["path"])), dark_on_light)
+        if ink is not None and min(ink.shape) >= 3:
+            pieces.append(ink)
+    return pieces
+
+
+def bend(ink, rng):
+    """A mild bend: rows shifted sideways along a parabola (the crops are mostly upright)."""
+    h, w = ink.shape
+    amount = rng.uniform(-0.25, 0.25) * h
+    t = (np.arange(h) - h / 2) / max(h / 2, 1)
+    shift = amount * (1 - t ** 2)
+    pad = int(np.ceil(abs(amount))) + 1
+    out = np.zeros((h, w + 2 * pad), np.uint8)
+    for y in range(h):
+        s = pad + int(round(shift[y]))
+        out[y, s:s + w] = ink[y]
+    return out
+
+
+def place_piece(ink, length, rng):
+    """The ink scaled to `length` px along its long side, maybe bent, rotated; -> (ink, mask)."""
+    h, w = ink.shape
+    f = length / max(h, w) * rng.uniform(0.85, 1.15)
+    size = (max(2, int(round(w * f * rng.uniform(0.8, 1.25)))), max(2, int(round(h * f))))
+    im = np.asarray(Image.fromarray(ink).resize(size, Image.BILINEAR))
+    if rng.random() < 0.3:
+        im = bend(im, rng)
+    im = np.asarray(Image.fromarray(im).rotate(rng.uniform(0, 360), Image.BILINEAR, expand=True))
+    mask = ndimage.binary_fill_holes(im > 12)
+    if not mask.any():
+        return None
+    ys, xs = np.nonzero(mask)
+    sl = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    return im[sl].astype(np.float32), mask[sl]
+
+
+def smooth_field(shape, scale, rng):
+    """A smooth random field in [-1, 1] with features about `scale` px across."""
+    h, w = shape
+    gh, gw = max(2, h // scale + 2), max(2, w // scale + 2)
+    g = rng.uniform(-1, 1, (gh, gw)).astype(np.float32)
+    return np.asarray(Image.fromarray(g, mode="F").resize((w, h), Image.BICUBIC))
+
+
+def nucleus(rng, size):
+    """A textured round blob (interphase nucleus), ink scale 0..1."""
+    r = size / 2
+    yy, xx = np.mgrid[:size, :size]
+    a, b = r * rng.uniform(0.8, 1.0), r * rng.uniform(0.65, 1.0)
+    th = rng.uniform(0, np.pi)
+    u = (xx - r) * np.cos(th) + (yy - r) * np.sin(th)
+    v = -(xx - r) * np.sin(th) + (yy - r) * np.cos(th)
+    d = (u / a) ** 2 + (v / b) ** 2
+    body = np.clip((1.0 - d) * 6, 0, 1)
+    texture = 0.8 + 0.2 * smooth_field((size, size), max(4, size // 8), rng)
+    return (body * texture).astype(np.float32)
+
+
+def spread(pieces, rng, width=None, height=None):
+    """-> (frame u8, masks [(y, x, bool array)] one per chromosome, at its place, dark_on_light)."""
+    width = width or int(rng.choice([512, 640, 768, 896, 1024]))
+    height = height or int(width * rng.uniform(0.7, 0.8)) // 2 * 2
+    n = int(rng.integers(38, 52)) if rng.random() < 0.85 else int(rng.integers(8, 38))
+    median_length = rng.uniform(14, 70)
+    ink = np.zeros((height, width), np.float32)
+    owners = np.zeros((height, width), np.int16)      # last owner, for the placement checks
+    masks = []
+    cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
+    radius = median_length * np.sqrt(n) * rng.uniform(0.25, 0.55)
+    touch_ok = rng.uniform(0.0, 0.35)     # this spread's share of chromosomes allowed to touch or cross
+    for _ in range(n):
+        piece = pieces[int(rng.integers(len(pieces)))]
+        length = median_length * rng.uniform(0.35, 1.9)
+        placed = place_piece(piece, length, rng)
+        if placed is None:
+            continue
+        p, m = placed
+        h, w = m.shape
+        if h >= height - 2 or w >= width - 2:
+            continue
+        may_touch = rng.random() < touch_ok
+        for _attempt in range(40):
+            x = int(np.clip(cx + rng.normal(0, radius) - w / 2, 0, width - w))
+            y = int(np.clip(cy + rng.normal(0, radius) - h / 2, 0, height - h))
+            region = owners[y:y + h, x:x + w]
+            hit = (region > 0) & m
+            if may_touch:
+                if hit.sum() <= 0.2 * m.sum():
+                    break
+            else:
+                grown = ndimage.binary_dilation(m, iterations=2)
+                if not ((region > 0) & grown).any():
+                    break
+        else:
+            continue
+        ink[y:y + h, x:x + w] += p * rng.uniform(0.7, 1.2)
+        owners[y:y + h, x:x + w][m] = len(masks) + 1
+        masks.append((y, x, m))
+    ink = np.clip(ink, 0, 255) / 255.0
+    # nuclei, some overlapping the spread, some cut by the frame edge
+    clutter = np.zeros_like(ink)
+    for _ in range(int(rng.integers(0, 4))):
+        size = int(median_length * rng.uniform(2.0, 4.5))
+        blob = nucleus(rng, size) * rng.uniform(0.5, 1.3)
+        x, y = int(rng.integers(-size // 3, width - 2 * size // 3)), int(rng.integers(-size // 3, height - 2 * size // 3))
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + size, width), min(y + size, height)
+        clutter[y0:y1, x0:x1] = np.maximum(clutter[y0:y1, x0:x1], blob[y0 - y:y1 - y, x0 - x:x1 - x])
+    for _ in range(int(rng.integers(0, 30))):    # debris specks
+        r = rng.uniform(0.7, 2.5)
+        x, y = rng.uniform(0, width), rng.uniform(0, height)
+        yy, xx = np.ogrid[:height, :width]
+        sl = (slice(max(0, int(y - 4)), int(y + 5)), slice(max(0, int(x - 4)), int(x + 5)))
+        d = ((yy[sl[0]] - y) ** 2 + (xx[:, sl[1]] - x) ** 2) / r ** 2
+        clutter[sl] = np.maximum(clutter[sl], np.exp(-d) * rng.uniform(0.2, 0.9))
+    signal = np.clip(ink + clutter, 0, 1)  # a chromosome on a nucleus shows on top of it
+    if rng.random() < 0.7:
+        signal = ndimage.gaussian_filter(signal, rng.uniform(0.3, 1.8))
+    dark_on_light = rng.random() < 0.45
+    gain = rng.uniform(0.25, 1.0) * 255
+    illumination = 1.0 + rng.uniform(0, 0.35) * smooth_field(ink.shape, int(max(width, height) / 2), rng)
+    if dark_on_light:
+        background = rng.uniform(170, 245)
+        frame = (background - gain * signal * rng.uniform(0.5, 0.9)) * illumination
+    else:
+        background = rng.uniform(0, 60)
+        frame = background * illumination + gain * signal * illumination
+    frame = frame + rng.normal(0, rng.uniform(0.5, 8), frame.shape)
+    frame = np.clip(frame, 0, 255) / 255.0
+    frame = 255 * frame ** rng.uniform(0.7, 1.4)
+    frame = np.clip(np.round(frame), 0, 255).astype(np.uint8)
+    if rng.random() < 0.4:
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, "JPEG", quality=int(rng.integers(40, 95)))
+        frame = np.asarray(Image.open(buffer).convert("L"))
+    return frame, masks, dark_on_light
+
+
+def targets_from_masks(masks, shape):
+    """Masks [(y, x, bool array)] -> uint8 [3, h/STRIDE, w/STRIDE]: chromosome, core, overlap."""
+    h, w = shape
+    coverage = np.zeros(shape, np.int16)
+    for y, x, m in masks:
+        coverage[y:y + m.shape[0], x:x + m.shape[1]] += m
+    core = np.zeros(shape, bool)
+    for y, x, m in masks:
+        window = (slice(y, y + m.shape[0]), slice(x, x + m.shape[1]))
+        inside = np.pad(m & (coverage[window] - m <= 0), 1)
+        if not inside.any():
+            continue
+        d = ndimage.distance_transform_edt(inside)[1:-1, 1:-1]
+        core[window] |= d >= max(1.0, 0.45 * d.max())
+    overlap = coverage >= 2
+    full = np.stack([coverage > 0, core & ~overlap, overlap]).astype(np.float32)
+    hs, ws = h // STRIDE, w // STRIDE
+    cells = full[:, :hs * STRIDE, :ws * STRIDE].reshape(3, hs, STRIDE, ws, STRIDE).mean(axis=(2, 4))
+    return np.stack([cells[0] >= 0.5, cells[1] >= 0.75, cells[2] >= 0.25]).astype(np.uint8)
+
+
+def labelmap_instances(labels):
+    """A class map (1-24, 255 = overlap of two chromosomes) -> instance masks [(y, x, bool array)]: the 8-connected
+    components of each class, overlap pixels joined to every class component they touch.
+    Touching homologs stay one instance (the map cannot tell them apart)."""
+    overlap = labels == 255
+    crossings, _ = ndimage.label(overlap, structure=np.ones((3, 3)))
+    masks = []
+    for c in range(1, 25):
+        m = labels == c
+        if not m.any():
+            continue
+        comps, n = ndimage.label(m | overlap, structure=np.ones((3, 3)))
+        for i in range(1, n + 1):
+            own = (comps == i) & m
+            if own.sum() >= 8:
+                touched = np.unique(crossings[ndimage.binary_dilation(own) & overlap])
+                full = own | np.isin(crossings, touched[touched > 0])
+                ys, xs = np.nonzero(full)
+                masks.append((ys.min(), xs.min(), full[ys.min():ys.max() + 1, xs.min():xs.max() + 1]))
+    return masks

@@ -1,0 +1,72 @@
+"""Segmenter data: the preprocessing's integer steps and the targets cut from masks."""
+import numpy as np
+
+from karyotrain import segprep, spreads
+
+
+def rod(shape, y0, y1, x0, x1):
+    m = np.zeros(shape, bool)
+    m[y0:y1, x0:x1] = True
+    ys, xs = np.nonzero(m)
+    return ys.min(), xs.min(), m[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+
+
+def test_block_mean_rounds_half_up_and_keeps_partial_edges():
+    v = np.array([[0, 1, 2], [1, 1, 255]], np.uint8)
+    assert segprep.block_mean(v, 2).tolist() == [[1, 129]]   # (3+2)//4, (257+1)//2
+
+
+def test_scale_factor_keeps_frames_up_to_max_side():
+    assert segprep.scale_factor(1024, 768, 1024) == 1
+    assert segprep.scale_factor(1025, 768, 1024) == 2
+    assert segprep.scale_factor(2048, 1536, 1024) == 2
+
+
+def test_dark_on_light_frames_are_inverted_and_normalised():
+    frame = np.full((40, 50), 220, np.uint8)
+    frame[10:20, 10:30] = 40
+    x, (w, h, k) = segprep.frame_to_input(frame)
+    assert x.shape == (1, 1, 48, 64) and (w, h, k) == (50, 40, 1)
+    assert x[0, 0, 15, 15] == 1.0 and x[0, 0, 0, 0] == 0.0   # chromosome bright, background 0
+    assert (x[0, 0, 40:, :] == 0).all()                      # padding
+
+
+def test_touching_rods_keep_separate_cores():
+    shape = (40, 40)
+    masks = [rod(shape, 4, 36, 10, 18), rod(shape, 4, 36, 18, 26)]  # side by side, no gap
+    t = spreads.targets_from_masks(masks, shape)
+    from scipy import ndimage
+    _, cores = ndimage.label(t[1], structure=np.ones((3, 3)))
+    assert cores == 2
+    assert t[2].sum() == 0
+
+
+def test_crossing_rods_mark_the_overlap_and_keep_it_out_of_the_cores():
+    shape = (40, 40)
+    masks = [rod(shape, 2, 38, 16, 24), rod(shape, 16, 24, 2, 38)]
+    t = spreads.targets_from_masks(masks, shape)
+    assert t[2, 8:12, 8:12].all()          # the crossing, at stride 2
+    assert not (t[1] & t[2]).any()
+
+
+def test_label_map_overlap_joins_every_class_that_crosses_it():
+    labels = np.zeros((30, 30), np.uint8)
+    labels[2:28, 12:18] = 5
+    labels[12:18, 2:28] = 9
+    labels[12:18, 12:18] = 255
+    masks = spreads.labelmap_instances(labels)
+    assert len(masks) == 2
+    for y, x, m in masks:
+        full = np.zeros(labels.shape, bool)
+        full[y:y + m.shape[0], x:x + m.shape[1]] = m
+        assert full[12:18, 12:18].all()
+
+
+def test_spread_masks_match_the_frame():
+    rng = np.random.default_rng(3)
+    pieces = [np.pad(np.full((30, 8), 200, np.uint8), 2)] * 4
+    frame, masks, _ = spreads.spread(pieces, rng, width=256, height=192)
+    assert frame.shape == (192, 256) and frame.dtype == np.uint8
+    assert len(masks) >= 5
+    for y, x, m in masks:
+        assert y + m.shape[0] <= 192 and x + m.shape[1] <= 256 and m.any()
