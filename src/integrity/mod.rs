@@ -6,3 +6,4 @@ pub mod bundle;
 pub mod card;
 pub mod input;
 pub mod record;
+pub mod seg_card;

@@ -8,6 +8,9 @@ tests/fixtures/tiny_homolog/  a tiny untrained int8 model with a homolog head (k
     card + onnxruntime outputs on the parity inputs + meta.json: the parity test's homolog case
 tests/fixtures/cell_step.json  synthetic cells' class probabilities and homolog vectors with the
     classes the trainer's cell step gives them, slots alone and with the pairing term
+tests/fixtures/segmenter/  a tiny untrained segmentation network (karyoscreen-seg-v1 input and
+    output) + its card, one generated frame, its input tensor (karyotrain.segprep) and PyTorch's
+    output maps + meta.json: the device's segmenter preprocessing and tract run checked against them
 Deterministic: running it twice gives identical files (golden and cell-step byte for byte; the tiny
 model's ONNX bytes may change with the torch/onnxruntime versions, its card and outputs with them).
 """
@@ -27,6 +30,7 @@ GOLDEN = os.path.join(ROOT, "tests", "fixtures", "golden")
 PARITY = os.path.join(ROOT, "tests", "fixtures", "parity")
 TINY_HOMOLOG = os.path.join(ROOT, "tests", "fixtures", "tiny_homolog")
 CELL_STEP = os.path.join(ROOT, "tests", "fixtures", "cell_step.json")
+SEGMENTER = os.path.join(ROOT, "tests", "fixtures", "segmenter")
 CELL_STEP_WEIGHT = 1.0
 
 # name, (H, W), angle (deg, image x right / y down), length, half-width, polarity, noise sigma, extra
@@ -247,13 +251,79 @@ def cell_step():
                        generated_by="python -m karyotrain.fixtures (karyotrain.metrics.assign_cells)"), f)
 
 
+def seg_frame(hw=(397, 610), seed=31):
+    """A dark-on-light frame (no shared data): banded rods, two of them crossing, two touching side by
+    side, a speck, uneven illumination and noise."""
+    rng = np.random.default_rng(seed)
+    h, w = hw
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    g = 228.0 - 18.0 * (x / w) - 8.0 * (y / h)
+    rods = [(60, 80, 10.0, 70, 6.0), (200, 90, 80.0, 90, 6.5), (200, 90, 170.0, 80, 6.0),
+            (420, 120, 92.0, 60, 5.5), (434, 124, 88.0, 64, 5.5), (330, 280, 35.0, 110, 7.0),
+            (520, 300, 140.0, 50, 5.0), (110, 300, 60.0, 30, 4.5)]
+    for k, (cx, cy, ang, ln, hwid) in enumerate(rods):
+        side = int(ln + 4 * hwid) | 1
+        patch = 235.0 - draw_rod((side, side), ang, ln, hwid, "dark", 0.0, None, seed=3000 + k).astype(np.float64)
+        y0, x0 = cy - side // 2, cx - side // 2
+        g[y0:y0 + side, x0:x0 + side] -= patch
+    g[370:373, 40:42] -= 120.0                                # a speck
+    g = g + rng.normal(0, 3.0, g.shape)
+    return np.clip(np.round(g), 0, 255).astype(np.uint8)
+
+
+def segmenter():
+    """The segmenter's preprocessing and network checks: a tiny untrained fully-convolutional net
+    with the karyoscreen-seg-v1 input and output, exported as the classifier is (opset OPSET, no
+    dynamo); one generated frame, its input tensor from karyotrain.segprep and PyTorch's maps."""
+    import torch
+    from torch import nn
+    from . import segprep
+    from .export import OPSET
+    torch.manual_seed(17)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1),
+                        nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 1)).eval()
+    os.makedirs(SEGMENTER, exist_ok=True)
+    name = "tiny_segmenter"
+    onnx_path = os.path.join(SEGMENTER, f"{name}.onnx")
+    torch.onnx.export(net, torch.zeros(1, 1, 32, 48), onnx_path, dynamo=False, opset_version=OPSET,
+                      input_names=["frame"], output_names=["maps"],
+                      dynamic_axes=dict(frame={2: "H", 3: "W"}, maps={2: "h", 3: "w"}))
+    # max_side 256 (the real card says 1024): the 610 x 397 frame is scaled by k = 3 with partial
+    # edge blocks, so the block mean is checked too.
+    prep = dict(segprep.PREPROCESSING, max_side=256)
+    card = dict(
+        name=name, kind="segmenter", card_version=1, created="fixture", onnx_file=f"{name}.onnx",
+        onnx_sha256=sha256(onnx_path), spec="karyoscreen-seg-v1",
+        input=dict(name="frame", shape=[1, 1, "H", "W"], dtype="float32"),
+        output=dict(name="maps", channels=list(segprep.CHANNELS), stride=segprep.STRIDE),
+        preprocessing=prep, instances=dict(min_core_pixels=3, min_object_pixels=40),
+        training=dict(note="untrained: random weights (torch seed 17), for the runtime checks only"), metrics={})
+    with open(os.path.join(SEGMENTER, f"{name}.card.json"), "w") as f:
+        json.dump(card, f, indent=1)
+    g = seg_frame()
+    Image.fromarray(g, mode="L").save(os.path.join(SEGMENTER, "frame.png"), optimize=False)
+    x, (w, h, k) = segprep.frame_to_input(g, prep)
+    with torch.no_grad():
+        maps = net(torch.from_numpy(x)).numpy()
+    write_f32(os.path.join(SEGMENTER, "input.f32"), x)
+    write_f32(os.path.join(SEGMENTER, "maps.f32"), maps)
+    meta = dict(frame="frame.png", frame_size=[g.shape[1], g.shape[0]], scaled_size=[w, h], k=k,
+                shapes=dict(input=list(x.shape), maps=list(maps.shape)), model_sha256=card["onnx_sha256"],
+                input_sha256=hashlib.sha256(np.ascontiguousarray(x, "<f4").tobytes()).hexdigest(),
+                map_tolerance=1e-4, format="raw little-endian float32, row-major",
+                generated_by=f"python -m karyotrain.fixtures (karyotrain.segprep, torch {torch.__version__})")
+    with open(os.path.join(SEGMENTER, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="write tests/fixtures/golden, cell_step.json, parity and tiny_homolog")
+    ap = argparse.ArgumentParser(description="write tests/fixtures/golden, cell_step.json, segmenter, parity and tiny_homolog")
     ap.add_argument("--name", default="karyoscreen")
     ap.add_argument("--golden-only", action="store_true")
     args = ap.parse_args(argv)
     gi, gs = golden()
     cell_step()
+    segmenter()
     if not args.golden_only:
         tiny_homolog(*parity(args.name, gi, gs))
 
