@@ -9,4 +9,6 @@ pub mod demo;
 #[cfg(feature = "inference")]
 pub mod evaluate;
 #[cfg(feature = "inference")]
+pub mod frames_eval;
+#[cfg(feature = "inference")]
 pub mod report;

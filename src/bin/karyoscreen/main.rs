@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
-use commands::{analyze, bench, case, demo, eval, model, run};
+use commands::{analyze, bench, case, demo, eval, eval_frames, model, run};
 
 /// Screens chromosome spreads: finds the chromosomes in a metaphase frame, classifies them,
 /// builds the karyotype and lights the matching indicator. A screening aid: a person signs off.
@@ -39,6 +39,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Evaluate the model through this runtime on a labelled set (DIR/labels.csv + images).
     Eval(eval::EvalArgs),
+    /// Whole frames against their truth (DIR/frames.csv + ann/): count, karyotype and instance
+    /// precision / recall at IoU 0.5.
+    EvalFrames(eval_frames::EvalFramesArgs),
     /// Model bundles (ONNX + card + signature): keys, signing, verifying, install, rollback.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::exec(args),
         Command::Bench(args) => bench::exec(args),
         Command::Eval(args) => eval::exec(args),
+        Command::EvalFrames(args) => eval_frames::exec(args),
         Command::Model(action) => model::exec(action),
     };
     match result {

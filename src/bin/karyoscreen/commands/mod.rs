@@ -15,6 +15,7 @@ pub mod bench;
 pub mod case;
 pub mod demo;
 pub mod eval;
+pub mod eval_frames;
 pub mod model;
 pub mod run;
 
