@@ -595,6 +595,57 @@ fn build_cases(dir: &Path) -> Vec<Case> {
     );
     add("eval: missing folder", args(&["eval", &s(&dir.join("no-set"))]), err(&["no-set", "cannot read labels"]));
 
+    // Frames sets for eval-frames: the table, an annotation or a label map that cannot be used
+    // is named, with the row or instance at fault.
+    let frames_set = |name: &str, table: &str, ann: &[u8]| -> PathBuf {
+        let p = case(name);
+        std::fs::write(p.join("f.png"), encode(gray(64, 48, 230), ImageFormat::Png)).unwrap();
+        std::fs::write(p.join("small.png"), encode(gray(10, 10, 0), ImageFormat::Png)).unwrap();
+        std::fs::write(p.join("f.json"), ann).unwrap();
+        std::fs::write(p.join("frames.csv"), format!("image,ann,group_id,split,count,karyotype,band\n{table}"))
+            .unwrap();
+        p
+    };
+    let row = "f.png,f.json,g,test,46,\"46,XX\",G\n";
+    let polygon = |points: &str| format!("{{\"instances\":[{{\"polygon\":{points},\"label\":\"1\"}}]}}").into_bytes();
+    for (name, table, ann, what) in [
+        ("frames-count-not-number", "f.png,f.json,g,test,many,,G\n".to_string(), b"{}".to_vec(), "row 2"),
+        ("frames-ragged-row", "f.png,f.json\n".to_string(), b"{}".to_vec(), "row 2"),
+        ("frames-ann-missing", "f.png,gone.json,g,test,46,,G\n".to_string(), b"{}".to_vec(), "gone.json"),
+        ("frames-ann-not-json", row.to_string(), b"{\"instances\": [".to_vec(), "not a frame annotation"),
+        ("frames-ann-bad-polygon", row.to_string(), polygon("[[1,2],\"x\"]"), "not a frame annotation"),
+        ("frames-polygon-two-points", row.to_string(), polygon("[[1,2],[3,4]]"), "instance 0: a polygon needs"),
+        (
+            "frames-instance-without-shape",
+            row.to_string(),
+            b"{\"instances\":[{\"label\":\"1\"}]}".to_vec(),
+            "instance 0",
+        ),
+        ("frames-labelmap-missing", row.to_string(), b"{\"labelmap\":\"gone.png\"}".to_vec(), "gone.png"),
+        ("frames-labelmap-wrong-size", row.to_string(), b"{\"labelmap\":\"small.png\"}".to_vec(), "small.png"),
+        (
+            "frames-labelmap-not-image",
+            row.to_string(),
+            b"{\"labelmap\":\"f.json\"}".to_vec(),
+            "not a readable label map",
+        ),
+        ("frames-image-missing", "gone.png,f.json,g,test,46,,G\n".to_string(), b"{}".to_vec(), "gone.png"),
+    ] {
+        let p = frames_set(name, &table, &ann);
+        add(name, args(&["eval-frames", &s(&p)]), err(&[name, what]));
+    }
+    let good_frames = frames_set("frames-good", row, b"{}");
+    add(
+        "eval-frames: split with no frames",
+        args(&["eval-frames", &s(&good_frames), "--split", "val"]),
+        err(&["frames.csv", "no frames in split \"val\""]),
+    );
+    add(
+        "eval-frames: missing folder",
+        args(&["eval-frames", &s(&dir.join("no-frames"))]),
+        err(&["no-frames", "frames.csv", "cannot read frames table"]),
+    );
+
     // Outputs that cannot be written, demo frames that do not exist, bench on a bad frame.
     let frame = f("ok.png", &valid_png);
     add(
