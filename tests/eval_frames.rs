@@ -57,7 +57,8 @@ fn build_set(dir: &Path) -> PathBuf {
         &dir.join("ann/bars.json"),
         &json!({ "image": "images/bars.png", "width": 320, "height": 240, "count": 6, "instances": truth }),
     );
-    let mut boxes: Vec<Value> = bars.iter().map(|&[x, y, w, h]| json!({ "bbox": [x, y, w, h], "label": "1" })).collect();
+    let mut boxes: Vec<Value> =
+        bars.iter().map(|&[x, y, w, h]| json!({ "bbox": [x, y, w, h], "label": "1" })).collect();
     boxes[5] = json!({ "bbox": [260, 150, 8, 40], "label": "2" });
     write_json(
         &dir.join("ann/boxed.json"),
