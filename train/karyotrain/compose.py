@@ -10,6 +10,11 @@ G-band, black for Q-band, at the level of the crops' own border medians), with m
 
 Writes `<cell_id>.png` per cell and `truth.json`:
     {cell_id: {"count": n, "karyotype": "46,XY", "objects": [{"label": "1", "bbox": [x, y, w, h]}]}}
+and, so that `karyoscreen eval-frames OUT` measures them like the real `frames_*` sets,
+`frames.csv` (image, ann, group_id, split, count, karyotype, band; split = the split composed
+from) and `ann/<cell_id>.json` ({"image", "width", "height", "band", "count", "karyotype",
+"instances": [{"bbox": [x, y, w, h], "label": "1"}]}; boxes only, so eval-frames scores
+instances by box IoU).
 The karyotype string is built as src/analyse.rs builds it: count, X/Y count, then every autosome
 with a copy number other than two as +N / -N (repeated), then structural changes with their arm
 (`del(5)(q)`, `t(4;11)(q;q)`), in ISCN order.
@@ -171,6 +176,25 @@ def structural_events(set_dir, split, seed):
     return out
 
 
+def write_frames_layout(out, truth, split, band, data, groups=None):
+    """frames.csv + ann/<cell>.json beside the frames, laid out like the real frames_* sets."""
+    os.makedirs(os.path.join(out, "ann"), exist_ok=True)
+    with open(os.path.join(out, "frames.csv"), "w", newline="") as f:
+        table = csv.writer(f)
+        table.writerow(["image", "ann", "group_id", "split", "count", "karyotype", "band"])
+        for cell, t in truth.items():
+            image, ann = f"{cell}.png", f"ann/{cell}.json"
+            table.writerow([image, ann, (groups or {}).get(cell, cell), split, t["count"], t["karyotype"], band])
+            width, height = t["size"]
+            with open(os.path.join(out, ann), "w") as a:
+                json.dump(dict(image=image, width=width, height=height, band=band, count=t["count"],
+                               karyotype=t["karyotype"],
+                               instances=[dict(bbox=o["bbox"], label=o["label"]) for o in t["objects"]],
+                               source=dict(composed_from=os.path.basename(os.path.normpath(data)), split=split),
+                               **({"synthetic_structural": True} if t.get("synthetic_structural") else {})),
+                          a)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="a set: DIR with labels.csv and images/")
@@ -218,6 +242,8 @@ def main(argv=None):
                            **(dict(synthetic_structural=True) if flags else {}))
     with open(os.path.join(args.out, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1)
+    write_frames_layout(args.out, truth, args.split, "G" if dark_on_light else "Q", args.data,
+                        {cell: cells[cell][0].get("group_id", cell) for cell in ids})
     print(json.dumps(dict(out=args.out, frames=len(truth), polarity="dark_on_light" if dark_on_light
                           else "light_on_dark", split=args.split)))
 
