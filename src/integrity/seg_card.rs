@@ -124,7 +124,7 @@ impl SegCard {
         if !(16..=4096).contains(&p.max_side) {
             return Err(format!("preprocessing.max_side {} is outside 16..=4096", p.max_side));
         }
-        if !(SEG_STRIDE..=256).contains(&p.multiple_of) || p.multiple_of % SEG_STRIDE != 0 {
+        if !(SEG_STRIDE..=256).contains(&p.multiple_of) || !p.multiple_of.is_multiple_of(SEG_STRIDE) {
             return Err(format!(
                 "preprocessing.multiple_of {} is not a multiple of {SEG_STRIDE} in 2..=256",
                 p.multiple_of

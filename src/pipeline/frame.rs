@@ -1,6 +1,7 @@
 //! One frame through every stage: segment → preprocess → infer → analyse → decide.
 
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -11,6 +12,7 @@ use crate::pipeline::analyse::{assign, karyotype, Call, Karyotype};
 use crate::pipeline::decide::{decide, karyotype_determined, Decision, Thresholds, Verdict};
 use crate::pipeline::infer::Model;
 use crate::pipeline::preprocess::{preprocess_crop, size_features, Prepared};
+use crate::pipeline::segment::learned::Segmenter;
 use crate::pipeline::segment::{segment, BBox, SegmentParams, Segmentation};
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +77,8 @@ pub struct FrameInputs {
 pub struct Pipeline {
     pub model: Model,
     pub segment: SegmentParams,
+    /// The learned segmenter; `None`: the classic one, with `segment`.
+    pub segmenter: Option<Arc<Segmenter>>,
     pub thresholds: Thresholds,
 }
 
@@ -84,28 +88,35 @@ impl Pipeline {
             polarity_threshold: model.card.preprocessing.polarity_threshold,
             ..SegmentParams::default()
         };
-        Pipeline { model, segment, thresholds: Thresholds::default() }
+        Pipeline { model, segment, segmenter: None, thresholds: Thresholds::default() }
+    }
+
+    /// The pipeline segmenting with `segmenter` (`None`: the classic segmenter).
+    pub fn with_segmenter(self, segmenter: Option<Arc<Segmenter>>) -> Pipeline {
+        Pipeline { segmenter, ..self }
     }
 
     /// Segmentation and preprocessing: the model's inputs for a frame.
-    pub fn prepare(&self, frame: &GrayImage, timings: &mut Timings) -> FrameInputs {
+    pub fn prepare(&self, frame: &GrayImage, timings: &mut Timings) -> Result<FrameInputs> {
         let clock = Instant::now();
-        let params = SegmentParams { threads: self.model.threads(), ..self.segment.clone() };
-        let segmentation = segment(frame, &params);
+        let segmentation = match &self.segmenter {
+            Some(segmenter) => segmenter.segment(frame)?,
+            None => segment(frame, &SegmentParams { threads: self.model.threads(), ..self.segment.clone() }),
+        };
         timings.segment_ms = ms(clock);
 
         let clock = Instant::now();
         if segmentation.objects.len() > MAX_OBJECTS {
             // Not a spread: noise, a comb, a texture. Nothing is cut or classified.
             let unresolved = segmentation.unresolved + segmentation.objects.len();
-            return FrameInputs {
+            return Ok(FrameInputs {
                 segmentation,
                 boxes: Vec::new(),
                 kept: Vec::new(),
                 unresolved,
                 pixels: Vec::new(),
                 sizes: Vec::new(),
-            };
+            });
         }
         let params = &self.model.card.preprocessing;
         let mut prepared: Vec<Prepared> = Vec::new();
@@ -141,7 +152,7 @@ impl Pipeline {
         let sizes = size_features(&prepared);
         let pixels: Vec<f32> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
         timings.preprocess_ms = ms(clock);
-        FrameInputs { segmentation, boxes, kept, unresolved, pixels, sizes }
+        Ok(FrameInputs { segmentation, boxes, kept, unresolved, pixels, sizes })
     }
 
     pub fn analyse(&self, frame: &GrayImage) -> Result<CellResult> {
@@ -152,7 +163,8 @@ impl Pipeline {
     /// (checked between crops).
     pub fn analyse_until(&self, frame: &GrayImage, stop: &AtomicBool) -> Result<CellResult> {
         let mut timings = Timings::default();
-        let FrameInputs { mut segmentation, kept, unresolved, pixels, sizes, .. } = self.prepare(frame, &mut timings);
+        let FrameInputs { mut segmentation, kept, unresolved, pixels, sizes, .. } =
+            self.prepare(frame, &mut timings)?;
         if segmentation.objects.len() > MAX_OBJECTS {
             return Ok(too_many_objects(segmentation, unresolved, timings));
         }

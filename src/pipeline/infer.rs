@@ -86,6 +86,13 @@ impl Model {
 
     /// Builds the model from bytes whose signature the caller has verified.
     fn from_verified_bytes(onnx: &[u8], card_json: &str, origin: &str) -> Result<Model> {
+        match crate::integrity::seg_card::card_kind(card_json) {
+            None => {}
+            Some(kind) if kind == crate::integrity::seg_card::SEGMENTER_KIND => {
+                bail!("{origin}: this is a segmenter bundle (card kind \"segmenter\"), not a classifier: pass it with --segmenter-model")
+            }
+            Some(kind) => bail!("{origin}: card kind {kind:?} is not a classifier"),
+        }
         let card: Card =
             serde_json::from_str(card_json).with_context(|| format!("{origin}: model card is not valid"))?;
         let sha256 = sha256_hex(onnx);

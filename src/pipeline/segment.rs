@@ -6,7 +6,10 @@
 use image::{GrayImage, Luma};
 use serde::Serialize;
 
+pub mod instances;
 mod label;
+#[cfg(feature = "inference")]
+pub mod learned;
 mod split;
 
 use crate::pipeline::preprocess::{border_median, detect_polarity, otsu_from_histogram, Polarity};
@@ -146,36 +149,52 @@ pub fn segment(frame: &GrayImage, params: &SegmentParams) -> Segmentation {
                 && parts.as_ref().is_none_or(|p| p[((y - c.y0) * bw + x - c.x0) as usize] == part)
         };
         for part in 1..=parts.as_ref().map_or(1, |p| *p.iter().max().unwrap_or(&1)) {
-            let (mut x0, mut y0, mut x1, mut y1, mut area) = (u32::MAX, u32::MAX, 0, 0, 0);
-            for y in c.y0..=c.y1 {
-                for x in c.x0..=c.x1 {
-                    if owner(x, y, part) {
-                        (x0, y0, x1, y1, area) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y), area + 1);
-                    }
-                }
-            }
-            let (cx0, cy0) = (x0.saturating_sub(CROP_PAD), y0.saturating_sub(CROP_PAD));
-            let (cx1, cy1) = ((x1 + CROP_PAD).min(w - 1), (y1 + CROP_PAD).min(h - 1));
             // Every other object's pixels (and the other parts of this one) become background.
-            let crop = GrayImage::from_fn(cx1 - cx0 + 1, cy1 - cy0 + 1, |x, y| {
-                let (fx, fy) = (cx0 + x, cy0 + y);
-                if labels.at(fx, fy) != 0 && !owner(fx, fy, part) {
-                    Luma([background_gray])
-                } else {
-                    *frame.get_pixel(fx, fy)
-                }
-            });
-            let mask = (y0..=y1).flat_map(|y| (x0..=x1).map(move |x| (x, y))).map(|(x, y)| owner(x, y, part)).collect();
-            result.objects.push(Object {
-                bbox: BBox { x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1 },
-                area,
-                crop,
-                mask,
-                split_from,
-            });
+            let mine = |x: u32, y: u32| owner(x, y, part);
+            let taken = |x: u32, y: u32| labels.at(x, y) != 0;
+            let search = [c.x0, c.y0, c.x1, c.y1];
+            result.objects.extend(cut_object(frame, background_gray, search, mine, taken, split_from));
         }
     }
     result
+}
+
+/// The object whose pixels are those of `search` (`[x0, y0, x1, y1]`, inclusive) where `mine`
+/// holds: its box, area and mask, and its crop (the box plus `CROP_PAD` on the frame) with every
+/// pixel that `taken` marks but `mine` does not (other objects) painted `background`. `None`
+/// when `mine` holds nowhere in `search`.
+pub(crate) fn cut_object(
+    frame: &GrayImage,
+    background: u8,
+    search: [u32; 4],
+    mine: impl Fn(u32, u32) -> bool,
+    taken: impl Fn(u32, u32) -> bool,
+    split_from: Option<usize>,
+) -> Option<Object> {
+    let (w, h) = frame.dimensions();
+    let (mut x0, mut y0, mut x1, mut y1, mut area) = (u32::MAX, u32::MAX, 0, 0, 0);
+    for y in search[1]..=search[3] {
+        for x in search[0]..=search[2] {
+            if mine(x, y) {
+                (x0, y0, x1, y1, area) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y), area + 1);
+            }
+        }
+    }
+    if area == 0 {
+        return None;
+    }
+    let (cx0, cy0) = (x0.saturating_sub(CROP_PAD), y0.saturating_sub(CROP_PAD));
+    let (cx1, cy1) = ((x1 + CROP_PAD).min(w - 1), (y1 + CROP_PAD).min(h - 1));
+    let crop = GrayImage::from_fn(cx1 - cx0 + 1, cy1 - cy0 + 1, |x, y| {
+        let (fx, fy) = (cx0 + x, cy0 + y);
+        if taken(fx, fy) && !mine(fx, fy) {
+            Luma([background])
+        } else {
+            *frame.get_pixel(fx, fy)
+        }
+    });
+    let mask = (y0..=y1).flat_map(|y| (x0..=x1).map(move |x| (x, y))).map(|(x, y)| mine(x, y)).collect();
+    Some(Object { bbox: BBox { x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1 }, area, crop, mask, split_from })
 }
 
 /// The component's pixels within its bounding box, row-major.

@@ -185,7 +185,7 @@ fn save_inputs(pipeline: &Pipeline, frames_png: &[Vec<u8>], dir: &Path) -> Resul
     let (mut image, mut size, mut crops) = (Vec::new(), Vec::new(), Vec::new());
     for png in frames_png {
         let frame = crate::device::capture::frame_from_bytes(png, "bench frame")?.image;
-        let FrameInputs { pixels, sizes, .. } = pipeline.prepare(&frame, &mut Timings::default());
+        let FrameInputs { pixels, sizes, .. } = pipeline.prepare(&frame, &mut Timings::default())?;
         image.extend(pixels.iter().flat_map(|v| v.to_le_bytes()));
         size.extend(sizes.as_flattened().iter().flat_map(|v| v.to_le_bytes()));
         crops.push(sizes.len());

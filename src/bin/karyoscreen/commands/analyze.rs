@@ -7,7 +7,6 @@ use anyhow::Result;
 use clap::Args;
 
 use karyoscreen::device::capture::load_frame;
-use karyoscreen::pipeline::Pipeline;
 use karyoscreen::tools::report::write_report;
 
 use super::{analyse_and_record, ModelArgs, RecordArgs};
@@ -32,7 +31,7 @@ pub struct AnalyzeArgs {
 }
 
 pub fn exec(args: AnalyzeArgs) -> Result<ExitCode> {
-    let pipeline = Pipeline::new(args.model.load()?);
+    let pipeline = args.model.pipeline()?;
     let mut recorder = args.record.open()?;
     let frame = load_frame(&args.frame)?;
     let result = analyse_and_record(&pipeline, &frame, recorder.as_mut())?;

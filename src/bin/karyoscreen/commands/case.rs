@@ -8,7 +8,6 @@ use clap::Args;
 
 use karyoscreen::device::capture::{is_image_file, load_frame};
 use karyoscreen::integrity::record::{frame_sha256, CaseFrame};
-use karyoscreen::pipeline::Pipeline;
 use karyoscreen::tools::case::{tally, CellSummary};
 
 use super::{analyse_and_record, ModelArgs, RecordArgs};
@@ -34,7 +33,7 @@ pub struct CaseArgs {
 }
 
 pub fn exec(args: CaseArgs) -> Result<ExitCode> {
-    let pipeline = Pipeline::new(args.model.load()?);
+    let pipeline = args.model.pipeline()?;
     let mut recorder = args.record.open()?;
     let dir = &args.dir;
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)

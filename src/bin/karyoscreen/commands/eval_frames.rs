@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use karyoscreen::pipeline::Pipeline;
 use karyoscreen::tools::frames_eval::{evaluate_frames, Selection};
 
 use super::eval::Split;
@@ -35,7 +34,7 @@ pub struct EvalFramesArgs {
 }
 
 pub fn exec(args: EvalFramesArgs) -> Result<ExitCode> {
-    let pipeline = Pipeline::new(args.model.load()?);
+    let pipeline = args.model.pipeline()?;
     let selection = Selection { split: args.split.map(|s| format!("{s:?}").to_lowercase()), min_count: args.min_count };
     let report = evaluate_frames(&pipeline, &args.dir, &selection)?;
     if args.json {

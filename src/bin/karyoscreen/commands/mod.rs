@@ -20,6 +20,7 @@ pub mod model;
 pub mod run;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
@@ -28,6 +29,7 @@ use karyoscreen::device::capture::Frame;
 use karyoscreen::integrity::bundle::Trust;
 use karyoscreen::integrity::record::{RecordOptions, Recorder, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
 use karyoscreen::pipeline::infer::Model;
+use karyoscreen::pipeline::segment::learned::Segmenter;
 use karyoscreen::pipeline::{CellResult, Pipeline};
 
 /// Which model runs, and whose signatures are accepted.
@@ -37,6 +39,15 @@ pub struct ModelArgs {
     /// `<stem>.card.json` and `<stem>.sig` beside it.
     #[arg(long, value_name = "MODEL.onnx")]
     pub model: Option<PathBuf>,
+    /// How chromosomes are found in a frame: `classic` (thresholds, components, neck splits) or
+    /// `learned` (the signed segmentation network; docs/segmentation.md). Default: classic,
+    /// learned when --segmenter-model is given.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub segmenter: Option<SegmenterKind>,
+    /// Signed segmenter bundle to use instead of the built-in one: the ONNX file, with
+    /// `<stem>.card.json` and `<stem>.sig` beside it.
+    #[arg(long, value_name = "SEGMENTER.onnx")]
+    pub segmenter_model: Option<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -55,6 +66,13 @@ impl TrustArgs {
     }
 }
 
+/// Which segmenter finds the chromosomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SegmenterKind {
+    Classic,
+    Learned,
+}
+
 impl ModelArgs {
     /// The given model, or the built-in one. Keys given are checked either way: a key file
     /// that is not a public key is a mistake to report, not something to ignore.
@@ -64,6 +82,26 @@ impl ModelArgs {
             Some(path) => Model::from_path(path, &trust),
             None => Model::embedded(),
         }
+    }
+
+    /// The learned segmenter asked for (the given bundle or the built-in one); `None` for the
+    /// classic segmenter.
+    pub fn segmenter(&self) -> Result<Option<Arc<Segmenter>>> {
+        let trust = self.trust.trust()?;
+        let segmenter = match (self.segmenter, &self.segmenter_model) {
+            (Some(SegmenterKind::Classic), Some(_)) => {
+                anyhow::bail!("--segmenter-model is a learned segmenter: drop it or --segmenter classic")
+            }
+            (Some(SegmenterKind::Classic) | None, None) => return Ok(None),
+            (_, Some(path)) => Segmenter::from_path(path, &trust)?,
+            (Some(SegmenterKind::Learned), None) => Segmenter::embedded()?,
+        };
+        Ok(Some(Arc::new(segmenter)))
+    }
+
+    /// The pipeline for these options: the model, and the segmenter asked for.
+    pub fn pipeline(&self) -> Result<Pipeline> {
+        Ok(Pipeline::new(self.load()?).with_segmenter(self.segmenter()?))
     }
 }
 

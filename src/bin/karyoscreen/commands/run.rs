@@ -10,7 +10,6 @@ use clap::Args;
 use karyoscreen::device::board::{Board, BUILT_IN_NAMES};
 use karyoscreen::device::run::RunOptions;
 use karyoscreen::device::service::{serve, Source};
-use karyoscreen::pipeline::Pipeline;
 
 use super::{ModelArgs, RecordArgs};
 
@@ -52,7 +51,7 @@ pub fn exec(args: RunArgs) -> Result<ExitCode> {
         (Some(name), None) => Board::built_in(name)?,
         (None, None) => unreachable!("clap requires --board or --config"),
     };
-    let pipeline = Pipeline::new(args.model.load()?);
+    let pipeline = args.model.pipeline()?;
     let mut recorder = args.record.open()?;
     let options = RunOptions { hold: args.hold as usize, max_frames: args.max_frames, ..RunOptions::default() };
     let summary = serve(&pipeline, &board, &args.source, args.console_leds, &options, recorder.as_mut())?;
