@@ -1,10 +1,12 @@
 //! `karyoscreen bench`: per-stage latency over repeated analyses of frames (decode, segmentation,
 //! preprocessing, inference per cell and per crop, analysis, the whole cell) on one thread and
 //! on the configured inference threads, model start-up time and peak memory, printed as numbers
-//! (speed is measured, never asserted in tests). `--save-inputs DIR` writes the exact model inputs
+//! (speed is measured, never asserted in tests); with the learned segmenter, its steps on real
+//! frame sizes too. `--save-inputs DIR` writes the exact model inputs
 //! of the frames so `train/karyotrain/ort_compare.py` can time onnxruntime on the same tensors.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -12,6 +14,7 @@ use image::GrayImage;
 use serde::Serialize;
 
 use crate::pipeline::infer::{Model, Plan};
+use crate::pipeline::segment::learned::{frame_to_input, SegTimings, Segmenter};
 use crate::pipeline::{FrameInputs, Pipeline, Timings};
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -60,7 +63,33 @@ pub struct BenchReport {
     pub total: StageStats,
     /// One entry per thread count measured (1, then the configured count), interleaved.
     pub by_threads: Vec<ThreadStats>,
+    /// `classic`, or the learned segmenter's card name and origin.
+    pub segmenter: String,
+    /// With the learned segmenter: its time on the real frame sizes ([`SEGMENTER_SIZES`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub learned_segmentation: Vec<SegmenterSizeStats>,
     pub peak_rss_mb: Option<f64>,
+}
+
+/// Frame sizes of real microscope cameras the learned segmenter is timed on.
+pub const SEGMENTER_SIZES: [(u32, u32); 4] = [(640, 480), (768, 576), (1024, 768), (2048, 1536)];
+
+/// The learned segmenter on one frame size (the first bench frame resized to it), one thread.
+#[derive(Debug, Serialize)]
+pub struct SegmenterSizeStats {
+    pub width: u32,
+    pub height: u32,
+    /// The network's input: the frame block-averaged to at most `max_side`, padded.
+    pub input_width: usize,
+    pub input_height: usize,
+    /// The first frame of this size, building tract's plan for it included.
+    pub first_ms: f64,
+    pub preprocess: StageStats,
+    pub network: StageStats,
+    pub instances: StageStats,
+    /// The whole segmentation stage: preprocessing, network, instances and crops.
+    pub total: StageStats,
+    pub objects: usize,
 }
 
 pub struct BenchOptions {
@@ -69,6 +98,8 @@ pub struct BenchOptions {
     /// Inference threads besides 1 (1 is always measured).
     pub threads: usize,
     pub save_inputs: Option<PathBuf>,
+    /// The learned segmenter, when it is the one measured (`None`: classic).
+    pub segmenter: Option<Arc<Segmenter>>,
 }
 
 fn stats(mut values: Vec<f64>) -> StageStats {
@@ -111,7 +142,7 @@ pub fn bench(
     } else {
         None
     };
-    let mut pipeline = Pipeline::new(model);
+    let mut pipeline = Pipeline::new(model).with_segmenter(options.segmenter.clone());
     let thread_counts: Vec<usize> = if options.threads > 1 { vec![1, options.threads] } else { vec![1] };
 
     let decode_frame =
@@ -157,6 +188,14 @@ pub fn bench(
         })
         .collect();
     let configured = by_threads.last().expect("at least one thread count");
+    let learned_segmentation = match &options.segmenter {
+        Some(segmenter) => segmenter_sizes(segmenter, &decode_frame(&frames_png[0])?, options.rounds.max(1))?,
+        None => Vec::new(),
+    };
+    let segmenter = match &options.segmenter {
+        Some(s) => format!("learned: {} ({})", s.card.name, s.origin),
+        None => "classic".into(),
+    };
     Ok(BenchReport {
         threads: configured.threads,
         infer_per_cell: configured.infer_per_cell,
@@ -174,8 +213,44 @@ pub fn bench(
         preprocess: pick(|t| t.preprocess_ms),
         analyse: pick(|t| t.analyse_ms),
         by_threads,
+        segmenter,
+        learned_segmentation,
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+/// The learned segmenter on `frame` resized to each of [`SEGMENTER_SIZES`], `rounds` times each
+/// after a first run that builds the plan for the size.
+fn segmenter_sizes(segmenter: &Segmenter, frame: &GrayImage, rounds: usize) -> Result<Vec<SegmenterSizeStats>> {
+    SEGMENTER_SIZES
+        .iter()
+        .map(|&(width, height)| {
+            let sized = image::imageops::resize(frame, width, height, image::imageops::FilterType::Triangle);
+            let input = frame_to_input(&sized, &segmenter.card.preprocessing);
+            let clock = Instant::now();
+            let (first, _) = segmenter.segment_timed(&sized)?;
+            let first_ms = ms(clock);
+            let mut runs: Vec<(SegTimings, f64)> = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let clock = Instant::now();
+                let (_, timings) = segmenter.segment_timed(&sized)?;
+                runs.push((timings, ms(clock)));
+            }
+            let pick = |f: fn(&SegTimings) -> f64| stats(runs.iter().map(|(t, _)| f(t)).collect());
+            Ok(SegmenterSizeStats {
+                width,
+                height,
+                input_width: input.padded.0,
+                input_height: input.padded.1,
+                first_ms,
+                preprocess: pick(|t| t.preprocess_ms),
+                network: pick(|t| t.network_ms),
+                instances: pick(|t| t.instances_ms),
+                total: stats(runs.iter().map(|(_, total)| *total).collect()),
+                objects: first.objects.len(),
+            })
+        })
+        .collect()
 }
 
 /// Writes the model inputs of `frames`, in frame order: `image.f32` (crops × 1 × S × S),

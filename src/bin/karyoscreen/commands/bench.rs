@@ -47,6 +47,7 @@ pub fn exec(args: BenchArgs) -> Result<ExitCode> {
         plan: args.plan,
         threads: args.threads.map_or_else(default_threads, |n| n as usize),
         save_inputs: args.save_inputs.clone(),
+        segmenter: args.model.segmenter()?,
     };
     let paths = &args.frames;
     let frames = |loaded: &Model| -> Result<Vec<Vec<u8>>> {
@@ -92,6 +93,7 @@ pub fn exec(args: BenchArgs) -> Result<ExitCode> {
     )?;
     let line =
         |stage: &str, s: &StageStats| outln!("{stage:<24} median {:>7.1} ms   p90 {:>7.1} ms", s.median_ms, s.p90_ms);
+    outln!("segmenter {}", report.segmenter)?;
     line("decode (PNG)", &report.decode)?;
     line("analysis", &report.analyse)?;
     for t in &report.by_threads {
@@ -101,6 +103,13 @@ pub fn exec(args: BenchArgs) -> Result<ExitCode> {
         line(&format!("inference/cell, {n} thr"), &t.infer_per_cell)?;
         outln!("{:<24} median {:>7.2} ms", format!("inference/crop, {n} thr"), t.infer_per_crop_ms)?;
         line(&format!("whole cell, {n} thr"), &t.whole_cell)?;
+    }
+    for s in &report.learned_segmentation {
+        outln!(
+            "learned segmentation {:>4}x{:<4} (input {}x{}): median {:>7.1} ms   p90 {:>7.1} ms   (preprocess {:.1}, network {:.1}, instances {:.1} ms; first frame {:.0} ms with planning; {} objects)",
+            s.width, s.height, s.input_width, s.input_height, s.total.median_ms, s.total.p90_ms,
+            s.preprocess.median_ms, s.network.median_ms, s.instances.median_ms, s.first_ms, s.objects
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
