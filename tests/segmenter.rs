@@ -114,3 +114,53 @@ fn neither_loader_takes_the_other_bundle() {
     let err = format!("{err:#}");
     assert!(err.contains("classifier bundle") && err.contains("--model") && !err.contains('\n'), "{err}");
 }
+
+#[test]
+fn the_cli_takes_a_segmenter_bundle_and_bench_times_it_on_real_frame_sizes() {
+    let (onnx, _) = signed_bundle("cli");
+    let (onnx, key) = (onnx.to_str().unwrap(), onnx.with_file_name("test.key.pub"));
+    let key = key.to_str().unwrap();
+    let frame = fixture("frame.png");
+    let frame = frame.to_str().unwrap();
+    let out = common::karyoscreen(&["analyze", frame, "--json", "--segmenter-model", onnx, "--trusted-key", key]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["nuclei"], 0);
+
+    let out = common::karyoscreen(&["analyze", frame, "--segmenter", "classic", "--segmenter-model", onnx]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--segmenter-model") && err.lines().count() == 1, "{err}");
+
+    let out = common::karyoscreen(&[
+        "bench",
+        frame,
+        "--rounds",
+        "1",
+        "--json",
+        "--segmenter",
+        "learned",
+        "--segmenter-model",
+        onnx,
+        "--trusted-key",
+        key,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["segmenter"].as_str().unwrap().starts_with("learned: tiny_segmenter"), "{report}");
+    let sizes = report["learned_segmentation"].as_array().unwrap();
+    let sizes: Vec<(u64, u64)> =
+        sizes.iter().map(|s| (s["width"].as_u64().unwrap(), s["height"].as_u64().unwrap())).collect();
+    assert_eq!(sizes, [(640, 480), (768, 576), (1024, 768), (2048, 1536)]);
+    for s in report["learned_segmentation"].as_array().unwrap() {
+        for stage in ["preprocess", "network", "instances", "total"] {
+            let ms = s[stage]["median_ms"].as_f64().unwrap();
+            assert!(ms.is_finite() && ms >= 0.0, "{stage}: {s}");
+        }
+        assert!(s["total"]["median_ms"].as_f64().unwrap() > 0.0, "{s}");
+    }
+
+    let out = common::karyoscreen(&["bench", frame, "--rounds", "1", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["segmenter"], "classic");
+    assert!(report.get("learned_segmentation").is_none(), "{report}");
+}
