@@ -108,11 +108,8 @@ pub fn annotated(frame: &GrayImage, result: &CellResult, limits: &Thresholds) ->
         header_line(result),
         format!("verdict {}", result.verdict.to_string().to_uppercase()),
         result.reasons.join("; "),
-        format!(
-            "green: call   amber: confidence < {:.2}   red: structural flag   dashed: split from a blob   \
-             purple: unresolved (not counted)   screening aid - requires sign-off",
-            limits.min_confidence
-        ),
+        format!("green: call   amber: confidence < {:.2}   red: structural flag", limits.min_confidence),
+        "dashed: split from a blob   purple: unresolved (not counted)   screening aid - requires sign-off".to_string(),
     ];
     let text_scale = |s: &str| if (s.len() as u32) * 8 * scale + 16 <= w.max(400) { scale } else { 1 };
     let header = 8 + header_lines.iter().map(|l| 10 * text_scale(l)).sum::<u32>() + 6;
