@@ -10,9 +10,10 @@
 //!   front);
 //! - each overlap component goes to the instances beside it: with 2, both; with 3, the two whose
 //!   directions from the overlap are most opposite join into one and the third shares it too;
-//!   with 4 or more, arms are paired across the crossing (the pairing whose directions are most
+//!   with 4, arms are paired across the crossing (the pairing whose directions are most
 //!   opposite) and each pair becomes one instance: a crossing gives two chromosomes that both
-//!   hold the crossing cells;
+//!   hold the crossing cells; with more than 4 it is no crossing but a cluster, left unresolved
+//!   (its cells go to nobody);
 //! - fg reached by no marker forms its own instances; any instance under `min_object_pixels`
 //!   frame pixels is debris.
 
@@ -21,7 +22,7 @@ use std::collections::BinaryHeap;
 
 use image::GrayImage;
 
-use super::{cut_object, Segmentation};
+use super::{cut_object, BBox, Segmentation};
 use crate::pipeline::preprocess::{border_median, Polarity};
 
 /// The network's three logit maps over the meaningful cells (`width × height`, row-major).
@@ -57,6 +58,8 @@ pub struct Cut {
     /// sharing them. Instances in raster order of their first cell.
     pub instances: Vec<Vec<usize>>,
     pub debris: usize,
+    /// Overlap components beside more than 4 instances: clusters, not crossings.
+    pub unresolved: Vec<Vec<usize>>,
 }
 
 /// The 8-neighbours of cell `i` on a `w × h` grid.
@@ -156,6 +159,7 @@ pub fn cut(maps: &Maps, params: &InstanceParams) -> Cut {
     let mut parent: Vec<usize> = (0..=markers as usize).collect();
     let mut crossings: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
     let mut lone_overlap = vec![false; n];
+    let mut unresolved = Vec::new();
     for cells in components(w, h, |i| over[i]) {
         let mut touching: Vec<usize> = cells
             .iter()
@@ -167,6 +171,10 @@ pub fn cut(maps: &Maps, params: &InstanceParams) -> Cut {
         touching.dedup();
         if touching.is_empty() {
             cells.iter().for_each(|&i| lone_overlap[i] = true);
+            continue;
+        }
+        if touching.len() > 4 {
+            unresolved.push(cells);
             continue;
         }
         if touching.len() >= 3 {
@@ -204,12 +212,12 @@ pub fn cut(maps: &Maps, params: &InstanceParams) -> Cut {
         keep
     });
     instances.sort_by_key(|cells| cells[0]);
-    Cut { width: w, height: h, fg, instances, debris }
+    Cut { width: w, height: h, fg, instances, debris, unresolved }
 }
 
-/// The arms to join across one overlap component touched by 3 or more instances: with 3, the
-/// most opposite pair; with 4 or more, the pairing of arms whose directions from the overlap's
-/// centroid are most opposite (every pairing with 4, the most opposite pair first beyond).
+/// The arms to join across one overlap component touched by 3 or 4 instances: with 3, the most
+/// opposite pair; with 4, the pairing of arms whose directions from the overlap's centroid are
+/// most opposite.
 fn pair_arms(overlap: &[usize], touching: &[usize], cells_of: &[Vec<usize>], w: usize) -> Vec<(usize, usize)> {
     let centre = |cells: &mut dyn Iterator<Item = usize>| {
         let (mut sx, mut sy, mut n) = (0f64, 0f64, 0f64);
@@ -255,15 +263,7 @@ fn pair_arms(overlap: &[usize], touching: &[usize], cells_of: &[Vec<usize>], w: 
         let best = pairings.iter().min_by(|a, b| score(a).total_cmp(&score(b))).expect("three pairings");
         best.to_vec()
     } else {
-        let mut free: Vec<usize> = (0..touching.len()).collect();
-        let mut pairs = Vec::new();
-        // 3 arms: one pair; beyond 4, pairs while two arms are left.
-        while free.len() >= 2 && (pairs.is_empty() || touching.len() > 4) {
-            let (a, b) = most_opposite(&free);
-            free.retain(|&k| k != a && k != b);
-            pairs.push((a, b));
-        }
-        pairs
+        vec![most_opposite(&(0..touching.len()).collect::<Vec<_>>())]
     };
     pairs.into_iter().map(|(a, b)| (touching[a], touching[b])).collect()
 }
@@ -277,28 +277,48 @@ pub fn segmentation(frame: &GrayImage, polarity: Polarity, cut: &Cut, cell: u32)
     let w = cut.width;
     let cell_of = |x: u32, y: u32| (y / cell) as usize * w + (x / cell) as usize;
     let taken = |x: u32, y: u32| cut.fg[cell_of(x, y)];
-    let mut objects = Vec::with_capacity(cut.instances.len());
-    for cells in &cut.instances {
+    // The cells' box in cells, and in frame pixels (clipped to the frame).
+    let boxes = |cells: &[usize]| {
         let (cx0, cx1) = cells.iter().map(|&i| i % w).fold((usize::MAX, 0), |(a, b), x| (a.min(x), b.max(x)));
         let (cy0, cy1) = (cells[0] / w, cells[cells.len() - 1] / w);
-        let bw = cx1 - cx0 + 1;
-        let mut mine = vec![false; bw * (cy1 - cy0 + 1)];
-        for &i in cells {
-            mine[(i / w - cy0) * bw + i % w - cx0] = true;
-        }
-        let search = [
+        let pixels = [
             cx0 as u32 * cell,
             cy0 as u32 * cell,
             ((cx1 as u32 + 1) * cell).min(fw) - 1,
             ((cy1 as u32 + 1) * cell).min(fh) - 1,
         ];
+        ([cx0, cy0, cx1, cy1], pixels)
+    };
+    let mut objects = Vec::with_capacity(cut.instances.len());
+    for cells in &cut.instances {
+        let ([cx0, cy0, cx1, cy1], search) = boxes(cells);
+        let bw = cx1 - cx0 + 1;
+        let mut mine = vec![false; bw * (cy1 - cy0 + 1)];
+        for &i in cells {
+            mine[(i / w - cy0) * bw + i % w - cx0] = true;
+        }
         let is_mine = |x: u32, y: u32| {
             let (cx, cy) = ((x / cell) as usize, (y / cell) as usize);
             (cx0..=cx1).contains(&cx) && (cy0..=cy1).contains(&cy) && mine[(cy - cy0) * bw + cx - cx0]
         };
         objects.extend(cut_object(frame, background, search, is_mine, taken, None));
     }
-    Segmentation { polarity, objects, debris: cut.debris, nuclei: 0, unresolved: 0, unresolved_boxes: Vec::new() }
+    let unresolved_boxes: Vec<BBox> = cut
+        .unresolved
+        .iter()
+        .map(|cells| {
+            let (_, [x0, y0, x1, y1]) = boxes(cells);
+            BBox { x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1 }
+        })
+        .collect();
+    Segmentation {
+        polarity,
+        objects,
+        debris: cut.debris,
+        nuclei: 0,
+        unresolved: unresolved_boxes.len(),
+        unresolved_boxes,
+    }
 }
 
 #[cfg(test)]
@@ -419,6 +439,20 @@ mod tests {
         assert_eq!(cut.instances.len(), 2, "{p:#?}");
         assert_eq!(p[6], ".2222***2222.", "left and right arms are one: {p:#?}");
         assert_eq!(p[7], "......*......", "{p:#?}");
+    }
+
+    #[test]
+    fn an_overlap_beside_more_than_four_instances_is_an_unresolved_cluster() {
+        let m = maps(&["...........", ".c.c.c.c.c.", ".c.c.c.c.c.", ".c.c.c.c.c.", "xxxxxxxxxxx", "..........."]);
+        let cut = cut(&m, &params(&m, 4));
+        assert_eq!(cut.instances.len(), 5);
+        assert!(cut.instances.iter().all(|cells| cells.len() == 3), "{:#?}", picture(&cut));
+        assert_eq!(cut.unresolved, [(44..55).collect::<Vec<usize>>()]);
+        let frame = GrayImage::from_pixel(44, 24, image::Luma([200]));
+        let seg = segmentation(&frame, Polarity::DarkOnLight, &cut, 4);
+        assert_eq!((seg.objects.len(), seg.unresolved), (5, 1));
+        let b = seg.unresolved_boxes[0];
+        assert_eq!((b.x, b.y, b.width, b.height), (0, 16, 44, 4));
     }
 
     #[test]
