@@ -110,8 +110,9 @@ fn build_set(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
+/// With the classic segmenter, whose result on these drawn frames the figures above expect.
 fn run_json(dir: &Path, extra: &[&str]) -> Value {
-    let mut args = vec!["eval-frames", dir.to_str().unwrap(), "--json"];
+    let mut args = vec!["eval-frames", dir.to_str().unwrap(), "--json", "--segmenter", "classic"];
     args.extend(extra);
     let out = karyoscreen(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -127,8 +128,9 @@ fn frames_are_scored_against_polygons_label_maps_boxes_and_karyotypes() {
     let dir = build_set(&common::scratch("eval_frames", "set"));
 
     let report = run_json(&dir, &["--split", "test"]);
-    assert_eq!(report["frames"], 3);
+    assert_eq!((&report["frames"], &report["segmenter"]), (&Value::from(3), &Value::from("classic")));
     let rows = report["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["segmenter"] == "classic"), "{rows:?}");
     let row = |image: &str| rows.iter().find(|r| r["image"] == image).unwrap_or_else(|| panic!("{image}: no row"));
     let bars = row("images/bars.png");
     assert_eq!((bars["truth_count"].as_u64(), bars["found"].as_u64()), (Some(6), Some(6)), "{bars}");

@@ -5,12 +5,15 @@
 //! (card, sha256, a signature under a trusted key), and neither loader takes the other's bundle.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use image::GrayImage;
 use karyoscreen::integrity::bundle::{keygen, pub_path_for, sign, Trust};
 use karyoscreen::integrity::seg_card::SegCard;
 use karyoscreen::pipeline::infer::Model;
 use karyoscreen::pipeline::segment::learned::{frame_to_input, Segmenter};
+use karyoscreen::pipeline::{Pipeline, SegmentedBy, Segmenting};
+use karyoscreen::tools::demo::{render_cell, render_cell_touching};
 use serde::Deserialize;
 
 mod common;
@@ -159,8 +162,28 @@ fn the_cli_takes_a_segmenter_bundle_and_bench_times_it_on_real_frame_sizes() {
         assert!(s["total"]["median_ms"].as_f64().unwrap() > 0.0, "{s}");
     }
 
-    let out = common::karyoscreen(&["bench", frame, "--rounds", "1", "--json"]);
+    let out = common::karyoscreen(&["bench", frame, "--rounds", "1", "--json", "--segmenter", "classic"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["segmenter"], "classic");
     assert!(report.get("learned_segmentation").is_none(), "{report}");
+}
+
+/// The shipped segmenter verifies under the release key, and `auto` keeps the classic
+/// segmentation of chromosomes lying apart but hands touching ones to the network.
+#[test]
+fn the_built_in_segmenter_is_release_signed_and_auto_hands_touching_chromosomes_to_it() {
+    let segmenter = Arc::new(Segmenter::embedded().unwrap());
+    assert_eq!(segmenter.card.kind, "segmenter");
+    let pipeline = Pipeline::new(Model::embedded().unwrap()).with_segmenting(Segmenting::Auto(segmenter.clone()));
+    let stats = &pipeline.model.card.class_stats;
+
+    let apart = render_cell("47,XY,+21", stats, 3).unwrap();
+    let result = pipeline.analyse(&apart).unwrap();
+    assert_eq!((result.segmenter, result.count), (SegmentedBy::Classic, 47), "{}", result.karyotype);
+
+    let touching = render_cell_touching("46,XX", stats, 3, 12, 40).unwrap();
+    let result = pipeline.analyse(&touching).unwrap();
+    assert_eq!(result.segmenter, SegmentedBy::Learned, "{} objects", result.count);
+    let network = Pipeline::new(Model::embedded().unwrap()).with_segmenting(Segmenting::Learned(segmenter));
+    assert_eq!(network.analyse(&touching).unwrap().count, result.count);
 }

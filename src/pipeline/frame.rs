@@ -28,6 +28,14 @@ pub struct ObjectResult {
     pub mask: Vec<bool>,
 }
 
+/// Which segmenter cut a frame (with `auto`, the one it kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentedBy {
+    Classic,
+    Learned,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Timings {
     pub segment_ms: f64,
@@ -54,6 +62,10 @@ pub struct CellResult {
     /// Where those clusters are (crops preprocessing refused have no box here).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unresolved_boxes: Vec<BBox>,
+    pub segmenter: SegmentedBy,
+    /// The segmentation network's ONNX sha256, when it cut this frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segmenter_sha256: Option<String>,
     pub timings: Timings,
     #[serde(skip)]
     pub detail: Karyotype,
@@ -62,6 +74,8 @@ pub struct CellResult {
 /// A frame's model inputs and what segmentation found besides.
 pub struct FrameInputs {
     pub segmentation: Segmentation,
+    /// Which segmenter found `segmentation`.
+    pub segmenter: SegmentedBy,
     /// Bounding boxes of the crops that were prepared, in crop order.
     pub boxes: Vec<BBox>,
     /// Which object of `segmentation.objects` each prepared crop is, in crop order.
@@ -76,10 +90,53 @@ pub struct FrameInputs {
 
 pub struct Pipeline {
     pub model: Model,
+    /// The classic segmenter's parameters.
     pub segment: SegmentParams,
-    /// The learned segmenter; `None`: the classic one, with `segment`.
-    pub segmenter: Option<Arc<Segmenter>>,
+    pub segmenting: Segmenting,
     pub thresholds: Thresholds,
+}
+
+/// How a frame's chromosomes are found.
+#[derive(Clone)]
+pub enum Segmenting {
+    /// Thresholds, components and neck splits ([`segment`]).
+    Classic,
+    /// The segmentation network ([`Segmenter`]).
+    Learned(Arc<Segmenter>),
+    /// The classic segmenter where it finds a clean spread (a plausible count of objects each
+    /// found whole and apart, nothing unresolved: chromosomes lying apart, as in a well spread
+    /// or composed frame); the network everywhere else (touching, crossing, clustered
+    /// chromosomes, where the classic one merges or drops them).
+    Auto(Arc<Segmenter>),
+}
+
+impl Segmenting {
+    /// The network, where one is used.
+    pub fn network(&self) -> Option<&Arc<Segmenter>> {
+        match self {
+            Segmenting::Classic => None,
+            Segmenting::Learned(s) | Segmenting::Auto(s) => Some(s),
+        }
+    }
+
+    /// What this is, for reports: `classic`, `learned: NAME (ORIGIN)`, `auto: …`.
+    pub fn describe(&self) -> String {
+        match self {
+            Segmenting::Classic => "classic".into(),
+            Segmenting::Learned(s) => format!("learned: {} ({})", s.card.name, s.origin),
+            Segmenting::Auto(s) => {
+                format!("auto: classic on a clean spread, else learned: {} ({})", s.card.name, s.origin)
+            }
+        }
+    }
+}
+
+/// A classic segmentation to keep in `auto`: a plausible count, every object whole and
+/// apart, nothing unresolved.
+fn clean_spread(s: &Segmentation, t: &Thresholds) -> bool {
+    (t.min_count..=t.max_count).contains(&s.objects.len())
+        && s.unresolved == 0
+        && s.objects.iter().all(|o| o.split_from.is_none())
 }
 
 impl Pipeline {
@@ -88,20 +145,25 @@ impl Pipeline {
             polarity_threshold: model.card.preprocessing.polarity_threshold,
             ..SegmentParams::default()
         };
-        Pipeline { model, segment, segmenter: None, thresholds: Thresholds::default() }
+        Pipeline { model, segment, segmenting: Segmenting::Classic, thresholds: Thresholds::default() }
     }
 
-    /// The pipeline segmenting with `segmenter` (`None`: the classic segmenter).
-    pub fn with_segmenter(self, segmenter: Option<Arc<Segmenter>>) -> Pipeline {
-        Pipeline { segmenter, ..self }
+    /// The pipeline segmenting frames this way.
+    pub fn with_segmenting(self, segmenting: Segmenting) -> Pipeline {
+        Pipeline { segmenting, ..self }
     }
 
     /// Segmentation and preprocessing: the model's inputs for a frame.
     pub fn prepare(&self, frame: &GrayImage, timings: &mut Timings) -> Result<FrameInputs> {
         let clock = Instant::now();
-        let segmentation = match &self.segmenter {
-            Some(segmenter) => segmenter.segment(frame)?,
-            None => segment(frame, &SegmentParams { threads: self.model.threads(), ..self.segment.clone() }),
+        let classic = || segment(frame, &SegmentParams { threads: self.model.threads(), ..self.segment.clone() });
+        let (segmentation, segmenter) = match &self.segmenting {
+            Segmenting::Classic => (classic(), SegmentedBy::Classic),
+            Segmenting::Learned(network) => (network.segment(frame)?, SegmentedBy::Learned),
+            Segmenting::Auto(network) => match classic() {
+                found if clean_spread(&found, &self.thresholds) => (found, SegmentedBy::Classic),
+                _ => (network.segment(frame)?, SegmentedBy::Learned),
+            },
         };
         timings.segment_ms = ms(clock);
 
@@ -111,6 +173,7 @@ impl Pipeline {
             let unresolved = segmentation.unresolved + segmentation.objects.len();
             return Ok(FrameInputs {
                 segmentation,
+                segmenter,
                 boxes: Vec::new(),
                 kept: Vec::new(),
                 unresolved,
@@ -152,7 +215,11 @@ impl Pipeline {
         let sizes = size_features(&prepared);
         let pixels: Vec<f32> = prepared.iter().flat_map(|p| p.pixels.iter().copied()).collect();
         timings.preprocess_ms = ms(clock);
-        Ok(FrameInputs { segmentation, boxes, kept, unresolved, pixels, sizes })
+        Ok(FrameInputs { segmentation, segmenter, boxes, kept, unresolved, pixels, sizes })
+    }
+
+    fn network_sha256(&self, by: SegmentedBy) -> Option<String> {
+        self.segmenting.network().filter(|_| by == SegmentedBy::Learned).map(|n| n.sha256.clone())
     }
 
     pub fn analyse(&self, frame: &GrayImage) -> Result<CellResult> {
@@ -163,10 +230,12 @@ impl Pipeline {
     /// (checked between crops).
     pub fn analyse_until(&self, frame: &GrayImage, stop: &AtomicBool) -> Result<CellResult> {
         let mut timings = Timings::default();
-        let FrameInputs { mut segmentation, kept, unresolved, pixels, sizes, .. } =
+        let FrameInputs { mut segmentation, segmenter, kept, unresolved, pixels, sizes, .. } =
             self.prepare(frame, &mut timings)?;
         if segmentation.objects.len() > MAX_OBJECTS {
-            return Ok(too_many_objects(segmentation, unresolved, timings));
+            let mut result = too_many_objects(segmentation, segmenter, unresolved, timings);
+            result.segmenter_sha256 = self.network_sha256(segmenter);
+            return Ok(result);
         }
 
         let clock = Instant::now();
@@ -214,6 +283,8 @@ impl Pipeline {
             nuclei: segmentation.nuclei,
             unresolved,
             unresolved_boxes: segmentation.unresolved_boxes,
+            segmenter,
+            segmenter_sha256: self.network_sha256(segmenter),
             timings,
             detail,
         })
@@ -225,7 +296,12 @@ impl Pipeline {
 /// time one frame can take.
 pub const MAX_OBJECTS: usize = 250;
 
-fn too_many_objects(segmentation: Segmentation, unresolved: usize, timings: Timings) -> CellResult {
+fn too_many_objects(
+    segmentation: Segmentation,
+    segmenter: SegmentedBy,
+    unresolved: usize,
+    timings: Timings,
+) -> CellResult {
     let count = segmentation.objects.len();
     let iscn = format!("karyotype not determined: {count} objects found");
     CellResult {
@@ -242,6 +318,8 @@ fn too_many_objects(segmentation: Segmentation, unresolved: usize, timings: Timi
         nuclei: segmentation.nuclei,
         unresolved,
         unresolved_boxes: segmentation.unresolved_boxes,
+        segmenter,
+        segmenter_sha256: None,
         timings,
         detail: Karyotype {
             count,

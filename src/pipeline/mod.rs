@@ -12,4 +12,4 @@ pub mod preprocess;
 pub mod segment;
 
 #[cfg(feature = "inference")]
-pub use frame::{CellResult, FrameInputs, ObjectResult, Pipeline, Timings};
+pub use frame::{CellResult, FrameInputs, ObjectResult, Pipeline, SegmentedBy, Segmenting, Timings};

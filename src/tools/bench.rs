@@ -6,7 +6,6 @@
 //! of the frames so `train/karyotrain/ort_compare.py` can time onnxruntime on the same tensors.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -15,7 +14,7 @@ use serde::Serialize;
 
 use crate::pipeline::infer::{Model, Plan};
 use crate::pipeline::segment::learned::{frame_to_input, SegTimings, Segmenter};
-use crate::pipeline::{FrameInputs, Pipeline, Timings};
+use crate::pipeline::{FrameInputs, Pipeline, Segmenting, Timings};
 
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct StageStats {
@@ -98,8 +97,8 @@ pub struct BenchOptions {
     /// Inference threads besides 1 (1 is always measured).
     pub threads: usize,
     pub save_inputs: Option<PathBuf>,
-    /// The learned segmenter, when it is the one measured (`None`: classic).
-    pub segmenter: Option<Arc<Segmenter>>,
+    /// How frames are segmented; with a network, its stage is also timed on real frame sizes.
+    pub segmenting: Segmenting,
 }
 
 fn stats(mut values: Vec<f64>) -> StageStats {
@@ -142,7 +141,7 @@ pub fn bench(
     } else {
         None
     };
-    let mut pipeline = Pipeline::new(model).with_segmenter(options.segmenter.clone());
+    let mut pipeline = Pipeline::new(model).with_segmenting(options.segmenting.clone());
     let thread_counts: Vec<usize> = if options.threads > 1 { vec![1, options.threads] } else { vec![1] };
 
     let decode_frame =
@@ -188,14 +187,11 @@ pub fn bench(
         })
         .collect();
     let configured = by_threads.last().expect("at least one thread count");
-    let learned_segmentation = match &options.segmenter {
+    let learned_segmentation = match options.segmenting.network() {
         Some(segmenter) => segmenter_sizes(segmenter, &decode_frame(&frames_png[0])?, options.rounds.max(1))?,
         None => Vec::new(),
     };
-    let segmenter = match &options.segmenter {
-        Some(s) => format!("learned: {} ({})", s.card.name, s.origin),
-        None => "classic".into(),
-    };
+    let segmenter = options.segmenting.describe();
     Ok(BenchReport {
         threads: configured.threads,
         infer_per_cell: configured.infer_per_cell,

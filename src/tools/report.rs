@@ -395,6 +395,8 @@ mod tests {
             nuclei: 0,
             unresolved: 1,
             unresolved_boxes: vec![BBox { x: 100, y: 20, width: 40, height: 40 }],
+            segmenter: crate::pipeline::frame::SegmentedBy::Classic,
+            segmenter_sha256: None,
             timings: Timings::default(),
             detail: Karyotype {
                 count: 14,

@@ -29,6 +29,9 @@ from .segprep import CHANNELS, PREPROCESSING, STRIDE, frame_to_input, normalise,
 SPEC = "karyoscreen-seg-v1"
 PATCH = 256
 OPSET = 13
+# The device's instance cutting (docs/segmentation.md), chosen on the val frames with
+# `karyoscreen eval-frames` over min_core_pixels 3..16 x min_object_pixels 40..400.
+INSTANCES = dict(min_core_pixels=10, min_object_pixels=150)
 
 
 def conv(cin, cout, stride=1):
@@ -175,7 +178,7 @@ def export(model, path, meta):
                 onnx_file=os.path.basename(path), onnx_sha256=sha, spec=SPEC,
                 input=dict(name="frame", shape=[1, 1, "H", "W"], dtype="float32"),
                 output=dict(name="maps", channels=list(CHANNELS), stride=STRIDE),
-                preprocessing=dict(PREPROCESSING), instances=dict(min_core_pixels=3, min_object_pixels=40),
+                preprocessing=dict(PREPROCESSING), instances=dict(INSTANCES),
                 **meta)
     with open(stem + ".card.json", "w") as f:
         json.dump(card, f, indent=1)

@@ -23,6 +23,10 @@ use crate::integrity::seg_card::{SegCard, SegPreprocessing, SEG_STRIDE};
 use crate::pipeline::infer::{inference_model, Plan, TypedRunnableModel};
 use crate::pipeline::preprocess::{detect_polarity, Polarity};
 
+const EMBEDDED_ONNX: &[u8] = include_bytes!("../../../models/segmenter.onnx");
+const EMBEDDED_CARD: &str = include_str!("../../../models/segmenter.card.json");
+const EMBEDDED_SIG: &str = include_str!("../../../models/segmenter.sig");
+
 /// Plans kept for this many input sizes at most (then the cache starts over).
 const MAX_PLANS: usize = 8;
 
@@ -119,10 +123,14 @@ pub struct Segmenter {
 }
 
 impl Segmenter {
-    /// The built-in segmenter. This build has none yet (the trained network is still to land
-    /// as models/segmenter.{onnx,card.json,sig}); a signed bundle can be given instead.
+    /// The compiled-in segmenter, whose signature (models/segmenter.sig) must verify under the
+    /// release key like any other.
     pub fn embedded() -> Result<Segmenter> {
-        bail!("this build has no built-in segmenter: pass a signed segmenter bundle with --segmenter-model")
+        let origin = "built-in segmenter";
+        let sig = Some(EMBEDDED_SIG.as_bytes());
+        crate::integrity::bundle::verify(EMBEDDED_ONNX, EMBEDDED_CARD.as_bytes(), sig, origin, "models/segmenter.sig", &Trust::release())
+            .context("built-in segmenter refused (re-sign it with the release key: `karyoscreen model sign --key release.key models/segmenter.onnx`, then rebuild)")?;
+        Segmenter::from_verified_bytes(EMBEDDED_ONNX, EMBEDDED_CARD, origin)
     }
 
     /// `path` is the ONNX file; `<stem>.card.json` and `<stem>.sig` beside it. Refused unless the

@@ -47,7 +47,7 @@ pub fn exec(args: BenchArgs) -> Result<ExitCode> {
         plan: args.plan,
         threads: args.threads.map_or_else(default_threads, |n| n as usize),
         save_inputs: args.save_inputs.clone(),
-        segmenter: args.model.segmenter()?,
+        segmenting: args.model.segmenting()?,
     };
     let paths = &args.frames;
     let frames = |loaded: &Model| -> Result<Vec<Vec<u8>>> {

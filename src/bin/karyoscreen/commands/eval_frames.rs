@@ -48,6 +48,7 @@ pub fn exec(args: EvalFramesArgs) -> Result<ExitCode> {
         report.min_count.map(|n| format!(", true count >= {n}")).unwrap_or_default(),
         report.model
     )?;
+    outln!("segmenter               {}", report.segmenter)?;
     outln!("frames evaluated        {}", report.frames)?;
     outln!("count exact             {:.1} %", report.count_exact_pct)?;
     outln!("count within +-2        {:.1} %", report.count_within_2_pct)?;

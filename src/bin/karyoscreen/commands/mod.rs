@@ -30,7 +30,7 @@ use karyoscreen::integrity::bundle::Trust;
 use karyoscreen::integrity::record::{RecordOptions, Recorder, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
 use karyoscreen::pipeline::infer::Model;
 use karyoscreen::pipeline::segment::learned::Segmenter;
-use karyoscreen::pipeline::{CellResult, Pipeline};
+use karyoscreen::pipeline::{CellResult, Pipeline, Segmenting};
 
 /// Which model runs, and whose signatures are accepted.
 #[derive(Args, Debug)]
@@ -39,9 +39,9 @@ pub struct ModelArgs {
     /// `<stem>.card.json` and `<stem>.sig` beside it.
     #[arg(long, value_name = "MODEL.onnx")]
     pub model: Option<PathBuf>,
-    /// How chromosomes are found in a frame: `classic` (thresholds, components, neck splits) or
-    /// `learned` (the signed segmentation network; docs/segmentation.md). Default: classic,
-    /// learned when --segmenter-model is given.
+    /// How chromosomes are found in a frame: `classic` (thresholds, components, neck splits),
+    /// `learned` (the signed segmentation network; docs/segmentation.md) or `auto` (classic
+    /// where it finds a plausible count of whole, separate objects, else learned). Default: auto.
     #[arg(long, value_enum, value_name = "KIND")]
     pub segmenter: Option<SegmenterKind>,
     /// Signed segmenter bundle to use instead of the built-in one: the ONNX file, with
@@ -69,6 +69,7 @@ impl TrustArgs {
 /// Which segmenter finds the chromosomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SegmenterKind {
+    Auto,
     Classic,
     Learned,
 }
@@ -84,24 +85,29 @@ impl ModelArgs {
         }
     }
 
-    /// The learned segmenter asked for (the given bundle or the built-in one); `None` for the
-    /// classic segmenter.
-    pub fn segmenter(&self) -> Result<Option<Arc<Segmenter>>> {
+    /// The segmenting asked for: `auto` (the default) and `learned` use the given segmenter
+    /// bundle or the built-in one.
+    pub fn segmenting(&self) -> Result<Segmenting> {
         let trust = self.trust.trust()?;
-        let segmenter = match (self.segmenter, &self.segmenter_model) {
+        let network = || -> Result<Arc<Segmenter>> {
+            Ok(Arc::new(match &self.segmenter_model {
+                Some(path) => Segmenter::from_path(path, &trust)?,
+                None => Segmenter::embedded()?,
+            }))
+        };
+        Ok(match (self.segmenter, &self.segmenter_model) {
             (Some(SegmenterKind::Classic), Some(_)) => {
                 anyhow::bail!("--segmenter-model is a learned segmenter: drop it or --segmenter classic")
             }
-            (Some(SegmenterKind::Classic) | None, None) => return Ok(None),
-            (_, Some(path)) => Segmenter::from_path(path, &trust)?,
-            (Some(SegmenterKind::Learned), None) => Segmenter::embedded()?,
-        };
-        Ok(Some(Arc::new(segmenter)))
+            (Some(SegmenterKind::Classic), None) => Segmenting::Classic,
+            (Some(SegmenterKind::Learned), _) => Segmenting::Learned(network()?),
+            (Some(SegmenterKind::Auto) | None, _) => Segmenting::Auto(network()?),
+        })
     }
 
-    /// The pipeline for these options: the model, and the segmenter asked for.
+    /// The pipeline for these options: the model, and the segmenting asked for.
     pub fn pipeline(&self) -> Result<Pipeline> {
-        Ok(Pipeline::new(self.load()?).with_segmenter(self.segmenter()?))
+        Ok(Pipeline::new(self.load()?).with_segmenting(self.segmenting()?))
     }
 }
 

@@ -1,0 +1,8 @@
+{
+  "format": "karyoscreen-bundle-signature-v1",
+  "key_id": "58c657399a859980",
+  "public_key": "58c657399a859980c8dfe9c7da481771812d05e0b2d8eb0c2afc6048acacfecd",
+  "onnx_sha256": "9693485a23f6a6338c4bdaa2ad74e9d819fe3295cd105fa34cb3988109fd328a",
+  "card_sha256": "fd487c4ae9c17f526ae26358166312537dfd122592c5f9b66812c0ce315ea0e4",
+  "signature": "aed18b51567d7cf9fab9a29000fd2c939335e192b6439b8d554472725e643c07e8d8dc60cfe990ac2cbd00034e8f372906a3c47ede75fc7b77f07b58166c5a01"
+}
