@@ -646,6 +646,29 @@ fn build_cases(dir: &Path) -> Vec<Case> {
         err(&["no-frames", "frames.csv", "cannot read frames table"]),
     );
 
+    // Karyogram import: a file that is no image stops the run before anything is written; a
+    // box file that cannot be used refuses its image with the file and line named; an output
+    // folder in use is refused.
+    let not_image = f("karyogram.png", b"not an image at all");
+    add(
+        "import-karyograms: not an image",
+        args(&["import-karyograms", &s(&not_image), "--out", &s(&dir.join("import-1"))]),
+        err(&["karyogram.png", "not a readable"]),
+    );
+    let boxed = case("import-boxes");
+    std::fs::write(boxed.join("k.png"), encode(gray(64, 48, 230), ImageFormat::Png)).unwrap();
+    std::fs::write(boxed.join("k.xml"), "<annotation><object><name>chr5</name></object>").unwrap();
+    add(
+        "import-karyograms: VOC box file not XML",
+        args(&["import-karyograms", &s(&boxed.join("k.png")), "--out", &s(&dir.join("import-2"))]),
+        err(&["k.png: refused", "k.xml: not XML"]),
+    );
+    add(
+        "import-karyograms: output folder in use",
+        args(&["import-karyograms", &s(&boxed.join("k.png")), "--out", &s(&boxed)]),
+        err(&["import-boxes", "not empty"]),
+    );
+
     // Outputs that cannot be written, demo frames that do not exist, bench on a bad frame.
     let frame = f("ok.png", &valid_png);
     add(

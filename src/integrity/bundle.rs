@@ -385,7 +385,7 @@ fn parse_hex<const N: usize>(text: &str) -> Result<[u8; N]> {
 }
 
 /// Writes `path` through a temporary file in the same folder, fsynced, then renamed over it.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_dir(path);
     let tmp =
         dir.join(format!(".{}.tmp-{}", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));

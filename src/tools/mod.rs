@@ -10,5 +10,6 @@ pub mod demo;
 pub mod evaluate;
 #[cfg(feature = "inference")]
 pub mod frames_eval;
+pub mod karyogram;
 #[cfg(feature = "inference")]
 pub mod report;

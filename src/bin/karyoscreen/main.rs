@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
-use commands::{analyze, bench, case, demo, eval, eval_frames, model, run};
+use commands::{analyze, bench, case, demo, eval, eval_frames, import_karyograms, model, run};
 
 /// Screens chromosome spreads: finds the chromosomes in a metaphase frame, classifies them,
 /// builds the karyotype and lights the matching indicator. A screening aid: a person signs off.
@@ -42,6 +42,9 @@ enum Command {
     /// Whole frames against their truth (DIR/frames.csv + ann/): count, karyotype and instance
     /// precision / recall at IoU 0.5.
     EvalFrames(eval_frames::EvalFramesArgs),
+    /// A lab's karyogram images to a labelled crop set (DIR/labels.csv + crops) that `eval`
+    /// reads: classes from a box file or from the layout; what cannot be read surely is refused.
+    ImportKaryograms(import_karyograms::ImportKaryogramsArgs),
     /// Model bundles (ONNX + card + signature): keys, signing, verifying, install, rollback.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::exec(args),
         Command::Eval(args) => eval::exec(args),
         Command::EvalFrames(args) => eval_frames::exec(args),
+        Command::ImportKaryograms(args) => import_karyograms::exec(args),
         Command::Model(action) => model::exec(action),
     };
     match result {

@@ -16,6 +16,7 @@ pub mod case;
 pub mod demo;
 pub mod eval;
 pub mod eval_frames;
+pub mod import_karyograms;
 pub mod model;
 pub mod run;
 
