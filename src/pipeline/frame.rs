@@ -233,9 +233,8 @@ impl Pipeline {
         let FrameInputs { mut segmentation, segmenter, kept, unresolved, pixels, sizes, .. } =
             self.prepare(frame, &mut timings)?;
         if segmentation.objects.len() > MAX_OBJECTS {
-            let mut result = too_many_objects(segmentation, segmenter, unresolved, timings);
-            result.segmenter_sha256 = self.network_sha256(segmenter);
-            return Ok(result);
+            let sha256 = self.network_sha256(segmenter);
+            return Ok(too_many_objects(segmentation, (segmenter, sha256), unresolved, timings));
         }
 
         let clock = Instant::now();
@@ -298,7 +297,7 @@ pub const MAX_OBJECTS: usize = 250;
 
 fn too_many_objects(
     segmentation: Segmentation,
-    segmenter: SegmentedBy,
+    (segmenter, segmenter_sha256): (SegmentedBy, Option<String>),
     unresolved: usize,
     timings: Timings,
 ) -> CellResult {
@@ -319,7 +318,7 @@ fn too_many_objects(
         unresolved,
         unresolved_boxes: segmentation.unresolved_boxes,
         segmenter,
-        segmenter_sha256: None,
+        segmenter_sha256,
         timings,
         detail: Karyotype {
             count,
