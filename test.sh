@@ -5,9 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export KARYOSCREEN_DATA="${KARYOSCREEN_DATA:-$(cd .. && pwd)/shared/data}"
-step() { printf '\n=== %s (%ss)\n' "$1" "$SECONDS"; }
-
-step "disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free here"
+# Each step says how much disk is left: a full suite needs tens of GB (torch, tract builds, VMs).
+step() { printf '\n=== %s (%ss, %s free)\n' "$1" "$SECONDS" "$(df -h --output=avail . | tail -1 | tr -d ' ')"; }
 
 step "a fresh machine builds with only a Rust toolchain: no build-time bindgen (libclang) anywhere in the graph"
 if cargo tree --locked -e normal,build --prefix none | grep -E '^(bindgen|clang-sys) '; then
@@ -39,6 +38,8 @@ cargo test --locked
 
 step "fuzz: frame decoding + segmentation, board profile and model card parsing (30 s each)"
 tests/fuzz.sh
+# the sanitizer builds are only needed to replay a crash, which rebuilds them
+rm -rf fuzz/target
 
 step "aarch64: static release binary for the boards, unit tests under qemu-user"
 cargo build --release --locked --target aarch64-unknown-linux-musl
