@@ -199,6 +199,11 @@ def labelmap_instances(labels):
     """A class map (1-24, 255 = overlap of two chromosomes) -> instance masks [(y, x, bool array)]: the 8-connected
     components of each class, overlap pixels joined to every class component they touch.
     Touching homologs stay one instance (the map cannot tell them apart)."""
+    return [(y, x, m) for _, y, x, m in labelmap_class_instances(labels)]
+
+
+def labelmap_class_instances(labels):
+    """labelmap_instances with each instance's class first: [(class 1-24, y, x, bool array)]."""
     overlap = labels == 255
     crossings, _ = ndimage.label(overlap, structure=np.ones((3, 3)))
     masks = []
@@ -213,5 +218,5 @@ def labelmap_instances(labels):
                 touched = np.unique(crossings[ndimage.binary_dilation(own) & overlap])
                 full = own | np.isin(crossings, touched[touched > 0])
                 ys, xs = np.nonzero(full)
-                masks.append((ys.min(), xs.min(), full[ys.min():ys.max() + 1, xs.min():xs.max() + 1]))
+                masks.append((c, ys.min(), xs.min(), full[ys.min():ys.max() + 1, xs.min():xs.max() + 1]))
     return masks

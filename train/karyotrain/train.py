@@ -44,6 +44,30 @@ def augment(x, s, g, rotate=15.0):
     return x, s
 
 
+def lab_augment(x, g):
+    """What differs between labs after preprocessing, on a batch of preprocessed crops: width
+    (chromatid separation, spreading) x0.8-1.25 across the long axis, blur (optics, banding
+    resolution) sigma 0-1.5 px, band contrast (gamma x/÷1.6, contrast 0.7-1.1) and sensor noise
+    (sigma 0-0.04). Each crop draws its own."""
+    n, dev = x.shape[0], x.device
+    rand = lambda *shape: torch.rand(*shape, generator=g, device=dev)
+    widen = 0.8 + 0.45 * rand(n)
+    zero, one = torch.zeros(n, device=dev), torch.ones(n, device=dev)
+    theta = torch.stack([torch.stack([1 / widen, zero, zero], 1), torch.stack([zero, one, zero], 1)], 1)
+    x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False),
+                      mode="bilinear", padding_mode="zeros", align_corners=False)
+    sigma = 1.5 * rand(n, 1)
+    taps = torch.arange(-3, 4, device=dev, dtype=x.dtype)
+    k = torch.exp(-taps ** 2 / (2 * sigma.clamp(min=1e-3) ** 2))
+    k = (k / k.sum(1, keepdim=True))[:, None, None, :]            # [n,1,1,7], one kernel per crop
+    rows = F.conv2d(x.transpose(0, 1), k, padding=(0, 3), groups=n)
+    x = F.conv2d(rows, k.transpose(2, 3), padding=(3, 0), groups=n).transpose(0, 1)
+    gamma = torch.exp((rand(n, 1, 1, 1) * 2 - 1) * 0.47)
+    contrast = 0.7 + 0.4 * rand(n, 1, 1, 1)
+    x = x.clamp(0, 1) ** gamma * contrast
+    return (x + 0.04 * rand(n, 1, 1, 1) * torch.randn(x.shape, generator=g, device=dev)).clamp(0, 1)
+
+
 def distill_loss(student_logits, teacher_logits, temperature):
     """Hinton's distillation term: KL from the teachers' mean softened distribution to the
     student's, times T² so its gradient scale does not depend on T."""
@@ -163,6 +187,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--arch", default=DEFAULT_ARCH, help="conv blocks: channels, s2 = stride 2")
     ap.add_argument("--rotate", type=float, default=15.0, help="augmentation rotation range, degrees")
+    ap.add_argument("--lab-augment", action="store_true",
+                    help="also augment what differs between labs (lab_augment: width, blur, band contrast, noise)")
     ap.add_argument("--repeat-small", type=int, default=1,
                     help="repeat sets under 5000 training crops this many times per epoch")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -279,6 +305,8 @@ def main(argv=None):
         bar = tqdm(batches, desc=f"epoch {ep + 1}/{args.epochs}", mininterval=5, file=sys.stdout)
         for idx in bar:
             x, s = augment(Xtr[idx], Str[idx], g, args.rotate)
+            if args.lab_augment:
+                x = lab_augment(x, g)
             y = Ytr[idx]
             li, ls, la, lp, *homolog = model(x, s)
             if args.synth_events:
