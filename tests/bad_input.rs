@@ -669,6 +669,29 @@ fn build_cases(dir: &Path) -> Vec<Case> {
         err(&["import-boxes", "not empty"]),
     );
 
+    // Lab adaptation: a secret key without its public half, an --out that names the file
+    // rather than the stem, a set without labels; each refused before anything is written.
+    let lab = case("adapt");
+    let lab_key = lab.join("lab.key");
+    karyoscreen::integrity::bundle::keygen(&lab_key).unwrap();
+    let lonely_key = lab.join("lonely.key");
+    std::fs::copy(&lab_key, &lonely_key).unwrap();
+    add(
+        "adapt: secret key without its public half",
+        args(&["adapt", &s(&boxed), "--out", &s(&lab.join("m")), "--key", &s(&lonely_key)]),
+        err(&["lonely.key.pub", "no public key"]),
+    );
+    add(
+        "adapt: --out is the ONNX file",
+        args(&["adapt", &s(&boxed), "--out", &s(&lab.join("m.onnx")), "--key", &s(&lab_key)]),
+        err(&["m.onnx", "stem"]),
+    );
+    add(
+        "adapt: set without labels",
+        args(&["adapt", &s(&boxed), "--out", &s(&lab.join("m")), "--key", &s(&lab_key)]),
+        err(&["labels.csv"]),
+    );
+
     // Outputs that cannot be written, demo frames that do not exist, bench on a bad frame.
     let frame = f("ok.png", &valid_png);
     add(

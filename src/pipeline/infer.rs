@@ -149,6 +149,11 @@ impl Model {
         EMBEDDED_ONNX
     }
 
+    /// The card compiled into the binary, as signed.
+    pub fn embedded_card() -> &'static str {
+        EMBEDDED_CARD
+    }
+
     pub fn plan(&self) -> Plan {
         self.execution
     }

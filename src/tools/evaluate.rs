@@ -3,7 +3,7 @@
 //! a model card reports.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -13,9 +13,9 @@ use crate::pipeline::infer::Model;
 use crate::pipeline::preprocess::{preprocess_crop, size_features};
 
 #[derive(Debug, Deserialize)]
-struct Row {
-    path: String,
-    label_idx: usize,
+pub(crate) struct Row {
+    pub(crate) path: String,
+    pub(crate) label_idx: usize,
     cell_id: String,
     #[serde(default)]
     split: String,
@@ -92,7 +92,9 @@ struct StructureOutcome {
     arm_said: Option<&'static str>,
 }
 
-pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report> {
+/// A labelled set's rows (of one split, or all), grouped by cell in cell-id order, and the
+/// labels file they came from.
+pub(crate) fn read_cells(dir: &Path, split: Option<&str>) -> Result<(PathBuf, BTreeMap<String, Vec<Row>>)> {
     let labels_path = dir.join("labels.csv");
     let labels = crate::integrity::input::read_text(&labels_path, "labels (expected <set>/labels.csv)")?;
     let mut reader = csv::Reader::from_reader(labels.as_bytes());
@@ -103,10 +105,15 @@ pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report
             cells.entry(row.cell_id.clone()).or_default().push(row);
         }
     }
-    let classes = model.card.identity_labels().len();
     if cells.is_empty() {
         bail!("{}: no rows{}", labels_path.display(), split.map(|s| format!(" in split {s:?}")).unwrap_or_default());
     }
+    Ok((labels_path, cells))
+}
+
+pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report> {
+    let (labels_path, cells) = read_cells(dir, split)?;
+    let classes = model.card.identity_labels().len();
     let (mut truth, mut by_crop, mut by_cell) = (Vec::new(), Vec::new(), Vec::new());
     let mut rejected = 0;
     let mut structure = Vec::new();

@@ -2,6 +2,8 @@
 //! labelled sets, benchmarks, the built-in demo cells and the PNG reports.
 
 #[cfg(feature = "inference")]
+pub mod adapt;
+#[cfg(feature = "inference")]
 pub mod bench;
 #[cfg(feature = "inference")]
 pub mod case;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
-use commands::{analyze, bench, case, demo, eval, eval_frames, import_karyograms, model, run};
+use commands::{adapt, analyze, bench, case, demo, eval, eval_frames, import_karyograms, model, run};
 
 /// Screens chromosome spreads: finds the chromosomes in a metaphase frame, classifies them,
 /// builds the karyotype and lights the matching indicator. A screening aid: a person signs off.
@@ -45,6 +45,9 @@ enum Command {
     /// A lab's karyogram images to a labelled crop set (DIR/labels.csv + crops) that `eval`
     /// reads: classes from a box file or from the layout; what cannot be read surely is refused.
     ImportKaryograms(import_karyograms::ImportKaryogramsArgs),
+    /// Refit the model's identity head to a lab's labelled crops (DIR/labels.csv, e.g. from
+    /// import-karyograms) and write it as a new bundle signed with your key.
+    Adapt(adapt::AdaptArgs),
     /// Model bundles (ONNX + card + signature): keys, signing, verifying, install, rollback.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::exec(args),
         Command::EvalFrames(args) => eval_frames::exec(args),
         Command::ImportKaryograms(args) => import_karyograms::exec(args),
+        Command::Adapt(args) => adapt::exec(args),
         Command::Model(action) => model::exec(action),
     };
     match result {

@@ -10,6 +10,7 @@ macro_rules! outln {
     }};
 }
 
+pub mod adapt;
 pub mod analyze;
 pub mod bench;
 pub mod case;
