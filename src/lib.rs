@@ -5,7 +5,8 @@
 //!   profiles and the run loop;
 //! - [`pipeline`]: the stages from a grey frame to a verdict, one module each;
 //! - [`integrity`]: the model card, signed model bundles, the audit record;
-//! - [`tools`]: case tally, evaluation, benchmarks, demo cells, PNG reports.
+//! - [`review`]: the review station, where a person reads the record and signs off;
+//! - [`tools`]: case tally, evaluation, adaptation, benchmarks, demo cells, PNG reports.
 //!
 //! Everything that runs the model sits behind the default `inference` feature, so the fuzz
 //! targets build the parsers and segmentation without tract.
@@ -13,4 +14,5 @@
 pub mod device;
 pub mod integrity;
 pub mod pipeline;
+pub mod review;
 pub mod tools;

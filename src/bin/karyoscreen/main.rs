@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
-use commands::{adapt, analyze, bench, case, demo, eval, eval_frames, import_karyograms, model, run};
+use commands::{adapt, analyze, bench, case, demo, eval, eval_frames, import_karyograms, model, run, serve};
 
 /// Screens chromosome spreads: finds the chromosomes in a metaphase frame, classifies them,
 /// builds the karyotype and lights the matching indicator. A screening aid: a person signs off.
@@ -48,6 +48,11 @@ enum Command {
     /// Refit the model's identity head to a lab's labelled crops (DIR/labels.csv, e.g. from
     /// import-karyograms) and write it as a new bundle signed with your key.
     Adapt(adapt::AdaptArgs),
+    /// The review station: a web page where a person reads the record and signs off cells and cases.
+    Serve(serve::ServeArgs),
+    /// Accounts of the review station.
+    #[command(subcommand)]
+    User(serve::UserCommand),
     /// Model bundles (ONNX + card + signature): keys, signing, verifying, install, rollback.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -59,7 +64,8 @@ enum Command {
 /// thresholds keep them in the heap for the next frame (peak memory: one frame's).
 #[cfg(target_env = "gnu")]
 fn keep_frame_buffers() {
-    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts (right
+    // after the command line is parsed).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
@@ -84,7 +90,6 @@ fn report(message: &str) {
 }
 
 fn main() -> ExitCode {
-    keep_frame_buffers();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -105,9 +110,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !matches!(cli.command, Command::Run(_)) {
+    // The review station analyses no frames: its few MB idle matter more than frame buffers
+    // (an argon2 check alone takes 19 MiB, handed back at once only with glibc's defaults).
+    if !matches!(cli.command, Command::Serve(_) | Command::User(_)) {
+        keep_frame_buffers();
+    }
+    if !matches!(cli.command, Command::Run(_) | Command::Serve(_)) {
         // Like other Unix filters: a closed pipe (`karyoscreen demo | head`) ends us quietly.
-        // `run` keeps SIGPIPE ignored, so that it can turn its LEDs off on the way out.
+        // `run` keeps SIGPIPE ignored, so that it can turn its LEDs off on the way out, and
+        // `serve`, so that a browser that goes away mid-reply does not end the station.
         // SAFETY: restoring the default disposition of a signal before any thread starts.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
@@ -123,6 +134,8 @@ fn main() -> ExitCode {
         Command::EvalFrames(args) => eval_frames::exec(args),
         Command::ImportKaryograms(args) => import_karyograms::exec(args),
         Command::Adapt(args) => adapt::exec(args),
+        Command::Serve(args) => serve::exec(args),
+        Command::User(action) => serve::user(action),
         Command::Model(action) => model::exec(action),
     };
     match result {

@@ -20,6 +20,7 @@ pub mod eval_frames;
 pub mod import_karyograms;
 pub mod model;
 pub mod run;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,0 +1,93 @@
+//! `karyoscreen serve` (the review station) and `karyoscreen user add` (its accounts).
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+
+use karyoscreen::integrity::record::{RecordOptions, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
+use karyoscreen::review::accounts::{Role, Sessions, Users};
+use karyoscreen::review::server::{serve, Station};
+
+#[derive(Args, Debug)]
+#[command(after_help = "Example:\n  karyoscreen user add ana --role reviewer --users /etc/karyoscreen/users.json\n  \
+                        karyoscreen serve --record /var/lib/karyoscreen/record.jsonl --users /etc/karyoscreen/users.json \
+                        --listen 0.0.0.0:8080")]
+pub struct ServeArgs {
+    /// The record the device writes (`run --record FILE`, `analyze --record FILE`, `case --record FILE`).
+    #[arg(long, value_name = "FILE")]
+    record: PathBuf,
+    /// The accounts (`karyoscreen user add`).
+    #[arg(long, value_name = "FILE")]
+    users: PathBuf,
+    /// Address and port to listen on; 127.0.0.1 keeps it to this machine (a proxy in front).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    listen: String,
+    /// Minutes of inactivity that end a session.
+    #[arg(long, default_value_t = 30, value_name = "MIN")]
+    idle_minutes: u64,
+    /// Hours after which a session ends whatever its activity.
+    #[arg(long, default_value_t = 12, value_name = "H")]
+    session_hours: u64,
+    /// Mark the session cookie Secure: set it when the page is reached over HTTPS (a TLS proxy).
+    #[arg(long)]
+    https: bool,
+    /// Files the record keeps (as the writer was given with --record-keep).
+    #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N")]
+    record_keep: usize,
+}
+
+pub fn exec(args: ServeArgs) -> Result<ExitCode> {
+    let users = Users::load(&args.users)?;
+    ensure!(args.idle_minutes > 0, "--idle-minutes must be at least 1");
+    let sessions =
+        Sessions::new(Duration::from_secs(60 * args.idle_minutes), Duration::from_secs(3600 * args.session_hours))?;
+    let options = RecordOptions { max_bytes: DEFAULT_MAX_BYTES, keep: args.record_keep };
+    let mut station = Station::new(args.record.clone(), options, users, sessions);
+    station.secure_cookies = args.https;
+    serve(&station, &args.listen, |address| {
+        // the one line a supervisor (or a test) waits for
+        outln!("review station on http://{address}/ (record {})", args.record.display())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add (or replace) an account; its password is read from standard input (one line).
+    #[command(after_help = "Example:\n  karyoscreen user add ana --role reviewer --users users.json")]
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[arg(long, value_name = "FILE")]
+        users: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    /// Reads and signs off.
+    Reviewer,
+    /// Reads only.
+    Viewer,
+}
+
+pub fn user(action: UserCommand) -> Result<ExitCode> {
+    match action {
+        UserCommand::Add { name, role, users } => {
+            let mut password = String::new();
+            std::io::stdin().lock().read_line(&mut password).context("cannot read the password from standard input")?;
+            let role = match role {
+                RoleArg::Reviewer => Role::Reviewer,
+                RoleArg::Viewer => Role::Viewer,
+            };
+            Users::add(&users, &name, role, password.trim_end_matches(['\r', '\n']))?;
+            outln!("{}: {name} ({role:?}) saved", users.display())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

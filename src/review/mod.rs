@@ -1,0 +1,112 @@
+//! The review station: a person reads what the device recorded and signs off, in a browser on
+//! the lab network, served by the device itself. What is read is the record (the audit trail);
+//! what a reviewer decides is appended to it as new lines (`"kind":"signoff"`) that name the
+//! sequence number and frame of what was reviewed. Nothing earlier is rewritten.
+
+pub mod accounts;
+mod pages;
+pub mod server;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One line of the record.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub seq: u64,
+    pub kind: String,
+    pub line: serde_json::Value,
+}
+
+/// What the station lists of a line: the heavy parts (a cell's objects, timings) are skipped
+/// while parsing, so reading a full record takes little memory.
+#[derive(Deserialize, Serialize)]
+struct Summary {
+    seq: u64,
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time_unix_ms: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    karyotype: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verdict: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reasons: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    frames: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    of_kind: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    of_seq: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reviewer: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decision: Option<Value>,
+}
+
+/// Calls `each` with every whole line of the record's files (FILE and its `keep - 1`
+/// rotations), oldest first; a torn last line (a crash mid-write, never acknowledged) is skipped.
+fn for_each_line(path: &Path, keep: usize, mut each: impl FnMut(&str) -> Result<()>) -> Result<()> {
+    for file in crate::integrity::record::record_files(path, keep) {
+        let reader = BufReader::new(
+            std::fs::File::open(&file).with_context(|| format!("{}: cannot read the record", file.display()))?,
+        );
+        for line in reader.lines() {
+            each(&line.with_context(|| format!("{}: cannot read the record", file.display()))?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every line of the record, summarised (see [`Summary`]), in order.
+pub fn read_record(path: &Path, keep: usize) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for_each_line(path, keep, |line| {
+        if let Ok(summary) = serde_json::from_str::<Summary>(line) {
+            entries.push(Entry { seq: summary.seq, kind: summary.kind.clone(), line: serde_json::to_value(&summary)? });
+        }
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
+/// The whole line of `kind` number `seq`, if the record holds it.
+pub fn read_entry(path: &Path, keep: usize, kind: &str, seq: u64) -> Result<Option<Entry>> {
+    #[derive(Deserialize)]
+    struct Key {
+        seq: u64,
+        kind: String,
+    }
+    let mut found = None;
+    for_each_line(path, keep, |line| {
+        if let Ok(key) = serde_json::from_str::<Key>(line) {
+            if key.seq == seq && key.kind == kind {
+                found = serde_json::from_str(line).ok().map(|line| Entry { seq, kind: key.kind, line });
+            }
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+/// A reviewer's decision on one cell or case, as appended to the record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Signoff {
+    /// `cell` or `case`.
+    pub of_kind: String,
+    pub of_seq: u64,
+    /// The frame's sha256 for a cell; the case's frames' for a case.
+    pub frame_sha256: Vec<String>,
+    pub reviewer: String,
+    /// `confirmed` (the call stands) or `rejected` (it does not; the comment says why).
+    pub decision: String,
+    /// The karyotype as signed (ISCN).
+    pub iscn: String,
+    pub comment: String,
+}

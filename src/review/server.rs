@@ -1,0 +1,272 @@
+//! Routes of the review station, as a function from a request to a reply (so every route is
+//! tested without a socket), and the HTTP loop that feeds it (tiny_http: one thread, no async
+//! runtime, a few hundred kB of code; a board serves a handful of reviewers).
+//!
+//! | route | who |
+//! | --- | --- |
+//! | `GET /login`, `POST /login` | anyone |
+//! | `GET /`: cases and cells, newest first | logged in |
+//! | `GET /cell/N`, `GET /case/N` | logged in |
+//! | `POST /cell/N/signoff`, `POST /case/N/signoff` | reviewer, with the session's CSRF token |
+//! | `POST /logout` | logged in, with the CSRF token |
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+
+use super::accounts::{same_token, Role, Session, Sessions, Users};
+use super::{pages, read_entry, read_record, Signoff};
+use crate::integrity::record::{RecordOptions, Recorder};
+
+const COOKIE: &str = "ks_session";
+const MAX_FORM_BYTES: usize = 64 << 10;
+
+pub struct Request {
+    pub method: String,
+    /// The path without its query.
+    pub path: String,
+    pub cookie: Option<String>,
+    pub form: HashMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    fn html(status: u16, body: String) -> Reply {
+        Reply { status, headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())], body }
+    }
+
+    fn redirect(to: &str) -> Reply {
+        Reply { status: 303, headers: vec![("Location".into(), to.into())], body: String::new() }
+    }
+
+    fn message(status: u16, title: &str, session: Option<&Session>) -> Reply {
+        Reply::html(status, pages::page(title, session, ""))
+    }
+}
+
+pub struct Station {
+    pub record: PathBuf,
+    pub options: RecordOptions,
+    users: Users,
+    sessions: Mutex<Sessions>,
+    /// Cookies carry `Secure` (the page is reached over HTTPS, directly or through a proxy).
+    pub secure_cookies: bool,
+}
+
+impl Station {
+    pub fn new(record: PathBuf, options: RecordOptions, users: Users, sessions: Sessions) -> Station {
+        Station { record, options, users, sessions: Mutex::new(sessions), secure_cookies: false }
+    }
+
+    fn session(&self, request: &Request) -> Option<(String, Session)> {
+        let token = request.cookie.as_deref()?;
+        let session = self.sessions.lock().ok()?.get(token)?;
+        Some((token.to_string(), session))
+    }
+
+    pub fn handle(&self, request: &Request) -> Reply {
+        let mut reply = self.route(request).unwrap_or_else(|e| {
+            log::error!("review station: {e:#}");
+            Reply::html(500, pages::page(&format!("Error: {e}"), None, ""))
+        });
+        // no scripts, frames, external assets or caching of case pages
+        for (k, v) in [
+            (
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            ),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("Cache-Control", "no-store"),
+        ] {
+            reply.headers.push((k.into(), v.into()));
+        }
+        reply
+    }
+
+    fn route(&self, request: &Request) -> Result<Reply> {
+        let parts: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+        let method = request.method.as_str();
+        if parts == ["login"] {
+            return Ok(match method {
+                "GET" => Reply::html(200, pages::login("")),
+                "POST" => self.login(request),
+                _ => Reply::message(405, "Method not allowed", None),
+            });
+        }
+        let Some((token, session)) = self.session(request) else {
+            return Ok(Reply::redirect("/login"));
+        };
+        let posted = method == "POST";
+        if posted && !request.form.get("csrf").is_some_and(|t| same_token(t, &session.csrf)) {
+            return Ok(Reply::message(
+                403,
+                "Refused: the form is stale or not from this station (reload the page)",
+                Some(&session),
+            ));
+        }
+        let seq = |s: &str| s.parse::<u64>().ok().filter(|n| n.to_string() == s);
+        match (method, parts.as_slice()) {
+            ("GET", [""]) => {
+                Ok(Reply::html(200, pages::index(&read_record(&self.record, self.options.keep)?, &session)))
+            }
+            ("GET", [kind @ ("cell" | "case"), n]) if seq(n).is_some() => {
+                let n = seq(n).unwrap_or_default();
+                Ok(match read_entry(&self.record, self.options.keep, kind, n)? {
+                    Some(e) => {
+                        Reply::html(200, pages::entry(&read_record(&self.record, self.options.keep)?, &e, &session))
+                    }
+                    None => Reply::message(404, "No such record", Some(&session)),
+                })
+            }
+            ("POST", [kind @ ("cell" | "case"), n, "signoff"]) if seq(n).is_some() => {
+                if session.role != Role::Reviewer {
+                    return Ok(Reply::message(403, "Refused: a read-only account cannot sign off", Some(&session)));
+                }
+                self.sign(request, &session, kind, seq(n).unwrap_or_default())
+            }
+            ("POST", ["logout"]) => {
+                if let Ok(mut sessions) = self.sessions.lock() {
+                    sessions.end(&token);
+                }
+                Ok(Reply::redirect("/login"))
+            }
+            _ => Ok(Reply::message(404, "Not found", Some(&session))),
+        }
+    }
+
+    fn login(&self, request: &Request) -> Reply {
+        let field = |k: &str| request.form.get(k).map(String::as_str).unwrap_or("");
+        let Some(user) = self.users.check(field("name"), field("password")) else {
+            log::warn!("review station: failed login for {:?}", field("name"));
+            return Reply::html(401, pages::login("Wrong name or password."));
+        };
+        let Ok(mut sessions) = self.sessions.lock() else { return Reply::message(500, "Sessions unavailable", None) };
+        let token = sessions.start(user);
+        let mut reply = Reply::redirect("/");
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        reply
+            .headers
+            .push(("Set-Cookie".into(), format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/{secure}")));
+        reply
+    }
+
+    fn sign(&self, request: &Request, session: &Session, kind: &str, seq: u64) -> Result<Reply> {
+        let Some(entry) = read_entry(&self.record, self.options.keep, kind, seq)? else {
+            return Ok(Reply::message(404, "No such record", Some(session)));
+        };
+        let field = |k: &str| request.form.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+        let decision = field("decision");
+        if !["confirmed", "rejected"].contains(&decision.as_str()) || field("iscn").is_empty() {
+            return Ok(Reply::message(400, "A sign-off needs a decision and the karyotype as signed", Some(session)));
+        }
+        let frame_sha256 = match kind {
+            "cell" => vec![entry.line["frame_sha256"].as_str().unwrap_or_default().to_string()],
+            _ => entry.line["frames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["frame_sha256"].as_str().map(String::from))
+                .collect(),
+        };
+        let signoff = Signoff {
+            of_kind: kind.to_string(),
+            of_seq: seq,
+            frame_sha256,
+            reviewer: session.user.clone(),
+            decision,
+            iscn: field("iscn"),
+            comment: field("comment"),
+        };
+        // The record has one writer at a time: held only for this append.
+        let written = Recorder::open_with(&self.record, self.options).and_then(|mut r| r.append("signoff", &signoff));
+        match written {
+            Ok(_) => Ok(Reply::redirect(&format!("/{kind}/{seq}"))),
+            Err(e) => Ok(Reply::message(503, &format!("Not signed: {e:#}. Try again."), Some(session))),
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` -> fields (the last of a repeated name wins).
+pub fn parse_form(body: &str) -> HashMap<String, String> {
+    fn decode(s: &str) -> String {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
+                .then(|| Some(hex(bytes[i + 1])? * 16 + hex(bytes[i + 2])?))
+                .flatten();
+            match (bytes[i], escaped) {
+                (_, Some(b)) => {
+                    out.push(b);
+                    i += 2;
+                }
+                (b'+', _) => out.push(b' '),
+                (b, _) => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    body.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn cookie_token(header: &str) -> Option<String> {
+    header.split(';').map(str::trim).find_map(|c| c.strip_prefix(&format!("{COOKIE}="))).map(String::from)
+}
+
+/// Serves `station` on `listen` until the process ends; `ready` gets the bound address.
+pub fn serve(station: &Station, listen: &str, ready: impl FnOnce(std::net::SocketAddr) -> Result<()>) -> Result<()> {
+    let server = tiny_http::Server::http(listen).map_err(|e| anyhow::anyhow!("{listen}: cannot listen: {e}"))?;
+    let address = server.server_addr().to_ip().context("not listening on an IP address")?;
+    ready(address)?;
+    for mut request in server.incoming_requests() {
+        let mut body = Vec::new();
+        let too_big = request.body_length().is_some_and(|n| n > MAX_FORM_BYTES)
+            || request.as_reader().take(MAX_FORM_BYTES as u64 + 1).read_to_end(&mut body).is_err()
+            || body.len() > MAX_FORM_BYTES;
+        let reply = if too_big {
+            Reply::message(413, "Request too large", None)
+        } else {
+            let url = request.url().to_string();
+            let cookie = request
+                .headers()
+                .iter()
+                .filter(|h| h.field.equiv("Cookie"))
+                .find_map(|h| cookie_token(h.value.as_str()));
+            station.handle(&Request {
+                method: request.method().as_str().to_string(),
+                path: url.split('?').next().unwrap_or("").to_string(),
+                cookie,
+                form: parse_form(&String::from_utf8_lossy(&body)),
+            })
+        };
+        let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+        for (k, v) in reply.headers {
+            if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+                response.add_header(h);
+            }
+        }
+        if let Err(e) = request.respond(response) {
+            log::warn!("review station: reply not sent: {e}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! The review station through the real binary over real HTTP: a case recorded by `case` from
+//! demo frames, two accounts (a reviewer and a read-only one), then every way in that must be
+//! refused (no session, wrong password, wrong role, missing or foreign CSRF token, paths that
+//! try to leave the routes) and a sign-off of a cell and of the case, checked in the record.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+mod common;
+use common::{karyoscreen, scratch};
+
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// One HTTP/1.1 request on its own connection.
+fn http(address: &str, method: &str, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Reply {
+    let body: String = form.iter().map(|(k, v)| format!("{k}={}", v.replace(' ', "+"))).collect::<Vec<_>>().join("&");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: station\r\nConnection: close\r\n");
+    if let Some(token) = cookie {
+        request += &format!("Cookie: ks_session={token}\r\n");
+    }
+    if method == "POST" {
+        request += &format!("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n", body.len());
+    }
+    request += "\r\n";
+    request += &body;
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers =
+        lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
+    Reply { status, headers, body: body.to_string() }
+}
+
+fn add_user(users: &Path, name: &str, role: &str, password: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_karyoscreen"))
+        .args(["user", "add", name, "--role", role, "--users", users.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Logs in; -> the session token.
+fn login(address: &str, name: &str, password: &str) -> String {
+    let r = http(address, "POST", "/login", None, &[("name", name), ("password", password)]);
+    assert_eq!(r.status, 303, "{name} could not log in");
+    let cookie = &r.headers["set-cookie"];
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    cookie.split(';').next().unwrap().strip_prefix("ks_session=").unwrap().to_string()
+}
+
+fn csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    page[at..at + 64].to_string()
+}
+
+fn record_lines(record: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(record).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
+    let dir = scratch("serve", "station");
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    for n in ["1", "2", "3"] {
+        let out =
+            karyoscreen(&["demo", "--write-frame", n, "--out", frames.join(format!("{n}.png")).to_str().unwrap()]);
+        assert!(out.status.success());
+    }
+    let record = dir.join("record.jsonl");
+    let out = karyoscreen(&["case", frames.to_str().unwrap(), "--record", record.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recorded = record_lines(&record);
+    let case_seq = recorded.iter().find(|l| l["kind"] == "case").expect("a case line")["seq"].as_u64().unwrap();
+    let cell = recorded.iter().find(|l| l["kind"] == "cell").unwrap().clone();
+
+    let users = dir.join("users.json");
+    add_user(&users, "ana", "reviewer", "ana's long password");
+    add_user(&users, "ben", "viewer", "ben's long password");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_karyoscreen"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--record",
+            record.to_str().unwrap(),
+            "--users",
+            users.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    let _server = Server(child);
+    let address = ready.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let a = address.as_str();
+
+    assert_eq!(http(a, "GET", "/login", None, &[]).status, 200);
+    // Nobody without an account reads anything.
+    for path in ["/", "/cell/1", &format!("/case/{case_seq}")] {
+        let r = http(a, "GET", path, None, &[]);
+        assert_eq!((r.status, r.headers.get("location").map(String::as_str)), (303, Some("/login")), "{path}");
+    }
+    assert_eq!(http(a, "GET", "/", Some(&"0".repeat(64)), &[]).status, 303, "a made-up session");
+    assert_eq!(http(a, "POST", "/login", None, &[("name", "ana"), ("password", "wrong password!")]).status, 401);
+    assert_eq!(http(a, "POST", "/login", None, &[("name", "zed"), ("password", "ana's long password")]).status, 401);
+
+    let ana = login(a, "ana", "ana's long password");
+    let index = http(a, "GET", "/", Some(&ana), &[]);
+    assert_eq!(index.status, 200);
+    assert!(index.headers["content-security-policy"].contains("default-src 'none'"));
+    assert!(index.body.contains(&format!("/case/{case_seq}")) && index.body.contains("not signed"));
+    let page = http(a, "GET", &format!("/cell/{}", cell["seq"]), Some(&ana), &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(cell["frame_sha256"].as_str().unwrap()));
+    let token = csrf(&page.body);
+
+    // Routes only: no path leaves them, and numbers are written one way.
+    for path in
+        ["/cell/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/cell/01", "/cell/1/../../users.json", "/users.json"]
+    {
+        assert_eq!(http(a, "GET", path, Some(&ana), &[]).status, 404, "{path}");
+    }
+
+    let sign = |session: &str, path: &str, token: &str| {
+        http(
+            a,
+            "POST",
+            path,
+            Some(session),
+            &[("csrf", token), ("decision", "confirmed"), ("iscn", "46,XX"), ("comment", "checked")],
+        )
+    };
+    let cell_path = format!("/cell/{}/signoff", cell["seq"]);
+    let lines_before = record_lines(&record).len();
+    assert_eq!(sign(&ana, &cell_path, "").status, 403, "no CSRF token");
+    assert_eq!(sign(&ana, &cell_path, &"f".repeat(64)).status, 403, "a foreign CSRF token");
+    let ben = login(a, "ben", "ben's long password");
+    let ben_token = csrf(&http(a, "GET", "/", Some(&ben), &[]).body);
+    assert!(!http(a, "GET", &format!("/cell/{}", cell["seq"]), Some(&ben), &[]).body.contains("Sign as"));
+    assert_eq!(sign(&ben, &cell_path, &ben_token).status, 403, "a read-only account");
+    assert_eq!(sign(&ana, &cell_path, &ben_token).status, 403, "another session's token");
+    assert_eq!(record_lines(&record).len(), lines_before, "a refused sign-off wrote to the record");
+
+    // Signed: a cell, then the case.
+    assert_eq!(sign(&ana, &cell_path, &token).status, 303);
+    assert_eq!(sign(&ana, &format!("/case/{case_seq}/signoff"), &token).status, 303);
+    let lines = record_lines(&record);
+    assert_eq!(lines.len(), lines_before + 2);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["seq"].as_u64(), Some(i as u64 + 1), "the seq chain holds");
+    }
+    let (cell_signoff, case_signoff) = (&lines[lines_before], &lines[lines_before + 1]);
+    assert_eq!(cell_signoff["kind"], "signoff");
+    assert_eq!((cell_signoff["of_kind"].as_str(), &cell_signoff["of_seq"]), (Some("cell"), &cell["seq"]));
+    assert_eq!(cell_signoff["frame_sha256"][0], cell["frame_sha256"]);
+    assert_eq!((cell_signoff["reviewer"].as_str(), cell_signoff["iscn"].as_str()), (Some("ana"), Some("46,XX")));
+    assert_eq!(case_signoff["of_seq"].as_u64(), Some(case_seq));
+    assert_eq!(case_signoff["frame_sha256"].as_array().unwrap().len(), 3);
+    assert_eq!(&lines[..lines_before], &recorded[..], "nothing earlier was rewritten");
+    assert!(http(a, "GET", &format!("/cell/{}", cell["seq"]), Some(&ana), &[]).body.contains("confirmed by ana"));
+
+    // Logged out: the session is gone.
+    assert_eq!(http(a, "POST", "/logout", Some(&ana), &[("csrf", &token)]).status, 303);
+    assert_eq!(http(a, "GET", "/", Some(&ana), &[]).status, 303);
+}
