@@ -1,7 +1,8 @@
 //! The review station through the real binary over real HTTP: a case recorded by `case` from
 //! demo frames, two accounts (a reviewer and a read-only one), then every way in that must be
 //! refused (no session, wrong password, wrong role, missing or foreign CSRF token, paths that
-//! try to leave the routes) and a sign-off of a cell and of the case, checked in the record.
+//! try to leave the routes), a correction recomputed, and a sign-off of a cell and of the case,
+//! checked in the record.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -166,7 +167,34 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     assert_eq!(sign(&ana, &cell_path, &ben_token).status, 403, "another session's token");
     assert_eq!(record_lines(&record).len(), lines_before, "a refused sign-off wrote to the record");
 
-    // Signed: a cell, then the case.
+    // Corrections: an autosome marked "not a chromosome", recomputed by the device's analysis.
+    let objects = cell["objects"].as_array().unwrap();
+    let (dropped, label) = objects
+        .iter()
+        .enumerate()
+        .find_map(|(i, o)| o["label"].as_str().filter(|l| l.parse::<u32>().is_ok()).map(|l| (i + 1, l.to_string())))
+        .unwrap();
+    let field = format!("class_{dropped}");
+    let correction = [("csrf", token.as_str()), (field.as_str(), "not a chromosome")];
+    let review_path = format!("/cell/{}/review", cell["seq"]);
+    assert_eq!(http(a, "POST", &review_path, Some(&ben), &[("csrf", &ben_token), (field.as_str(), "1")]).status, 403);
+    assert_eq!(http(a, "POST", &review_path, Some(&ana), &correction[1..]).status, 403, "no CSRF token");
+    assert_eq!(http(a, "POST", &review_path, Some(&ana), &[("csrf", &token), (field.as_str(), "23")]).status, 400);
+    assert_eq!(record_lines(&record).len(), lines_before, "a refused correction wrote to the record");
+    assert_eq!(http(a, "POST", &review_path, Some(&ana), &correction).status, 303);
+    let review = record_lines(&record).pop().unwrap();
+    assert_eq!((review["kind"].as_str(), &review["of_seq"]), (Some("review"), &cell["seq"]));
+    assert_eq!(review["changes"][0]["object"].as_u64(), Some(dropped as u64));
+    assert_eq!(review["changes"][0]["to"], "not a chromosome");
+    let sex = cell["karyotype"].as_str().unwrap().split(',').nth(1).unwrap();
+    assert_eq!(cell["karyotype"].as_str().unwrap(), format!("46,{sex}"), "the demo cell reads normal as recorded");
+    assert_eq!(review["karyotype"].as_str().unwrap(), format!("45,{sex},-{label}"));
+    assert_eq!(review["verdict"], "abnormal");
+    let page = http(a, "GET", &format!("/cell/{}", cell["seq"]), Some(&ana), &[]).body;
+    assert!(page.contains("Corrected by ana") && page.contains(&format!("value=\"45,{sex},-{label}\"")));
+    let lines_before = lines_before + 1;
+
+    // Signed: a cell (its corrected reading), then the case.
     assert_eq!(sign(&ana, &cell_path, &token).status, 303);
     assert_eq!(sign(&ana, &format!("/case/{case_seq}/signoff"), &token).status, 303);
     let lines = record_lines(&record);
@@ -179,9 +207,10 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     assert_eq!((cell_signoff["of_kind"].as_str(), &cell_signoff["of_seq"]), (Some("cell"), &cell["seq"]));
     assert_eq!(cell_signoff["frame_sha256"][0], cell["frame_sha256"]);
     assert_eq!((cell_signoff["reviewer"].as_str(), cell_signoff["iscn"].as_str()), (Some("ana"), Some("46,XX")));
+    assert_eq!(cell_signoff["review_seq"], review["seq"], "the sign-off names the corrections it signed");
     assert_eq!(case_signoff["of_seq"].as_u64(), Some(case_seq));
     assert_eq!(case_signoff["frame_sha256"].as_array().unwrap().len(), 3);
-    assert_eq!(&lines[..lines_before], &recorded[..], "nothing earlier was rewritten");
+    assert_eq!(&lines[..recorded.len()], &recorded[..], "nothing earlier was rewritten");
     assert!(http(a, "GET", &format!("/cell/{}", cell["seq"]), Some(&ana), &[]).body.contains("confirmed by ana"));
 
     // Logged out: the session is gone.

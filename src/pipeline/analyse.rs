@@ -3,12 +3,12 @@
 //! counts, sex chromosomes and an ISCN-style string.
 
 use pathfinding::prelude::{kuhn_munkres, Matrix};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::integrity::card::{CellAssignment, Prediction};
 
-/// One classified object of the cell.
-#[derive(Debug, Clone, Serialize)]
+/// One classified object of the cell (as recorded: the review station reads it back).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
     /// Index into the card's identity labels.
     pub class: usize,

@@ -2,7 +2,7 @@
 //! plausible count, a standard karyotype and confident calls; anything else is abnormal (with
 //! the finding) or indeterminate (with what stopped a call). Reasons are always given.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::pipeline::analyse::{Call, Karyotype};
 
@@ -25,7 +25,7 @@ impl std::fmt::Display for Verdict {
 }
 
 /// Limits a call must stay within; recorded with every result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Thresholds {
     /// Fewer objects than this is not a metaphase we can read.
     pub min_count: usize,

@@ -4,6 +4,7 @@
 //! sequence number and frame of what was reviewed. Nothing earlier is rewritten.
 
 pub mod accounts;
+pub mod correct;
 mod pages;
 pub mod server;
 
@@ -48,6 +49,10 @@ struct Summary {
     reviewer: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     decision: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    classes: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    changes: Option<Value>,
 }
 
 /// Calls `each` with every whole line of the record's files (FILE and its `keep - 1`
@@ -109,4 +114,26 @@ pub struct Signoff {
     /// The karyotype as signed (ISCN).
     pub iscn: String,
     pub comment: String,
+    /// The review (corrections) whose result was signed, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_seq: Option<u64>,
+}
+
+/// A reviewer's corrections to a cell and what they make of it, as appended to the record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Review {
+    pub of_kind: String,
+    pub of_seq: u64,
+    pub frame_sha256: Vec<String>,
+    pub reviewer: String,
+    #[serde(flatten)]
+    pub corrected: correct::Corrected,
+}
+
+/// The latest review of `kind` number `seq` among `entries`.
+pub fn latest_review<'a>(entries: &'a [Entry], kind: &str, seq: u64) -> Option<&'a Entry> {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.kind == "review" && e.line["of_seq"].as_u64() == Some(seq) && e.line["of_kind"] == kind)
 }

@@ -4,7 +4,10 @@
 use serde_json::Value;
 
 use super::accounts::{Role, Session};
-use super::Entry;
+use super::correct::NOT_A_CHROMOSOME;
+use super::server::current_classes;
+use super::{latest_review, Entry};
+use crate::tools::karyogram::CLASS_NAMES;
 
 const STYLE: &str = "body{font:15px/1.4 sans-serif;margin:1.5em;max-width:70em}table{border-collapse:collapse}\
 td,th{border:1px solid #bbb;padding:.25em .5em;text-align:left;vertical-align:top}\
@@ -145,13 +148,52 @@ pub fn entry(entries: &[Entry], e: &Entry, session: &Session) -> String {
         body += &format!("<li>{}</li>", text(reason));
     }
     body += "</ul>";
+    let review = latest_review(entries, &e.kind, e.seq);
+    if let Some(r) = review {
+        let r = &r.line;
+        body += &format!(
+            "<p>Corrected by {} ({}): karyotype <b>{}</b>, verdict <b class=\"{}\">{}</b>.</p><ul>",
+            text(&r["reviewer"]),
+            time(&r["time_unix_ms"]),
+            text(&r["karyotype"]),
+            text(&r["verdict"]),
+            text(&r["verdict"])
+        );
+        for c in r["changes"].as_array().into_iter().flatten() {
+            body += &format!("<li>object {}: {} &rarr; {}</li>", c["object"], text(&c["from"]), text(&c["to"]));
+        }
+        for reason in r["reasons"].as_array().into_iter().flatten() {
+            body += &format!("<li>{}</li>", text(reason));
+        }
+        body += "</ul>";
+    }
+    let reviewer = session.role == Role::Reviewer;
     if e.kind == "cell" {
         body += &format!("<p>Frame {} (sha256 {}).</p>", text(&l["origin"]), text(&l["frame_sha256"]));
-        body += "<table><tr><th>#</th><th>Call</th><th>Confidence</th><th>Structure</th><th>Box (x, y, w, h)</th></tr>";
+        let current = current_classes(l, review.map(|r| &r.line)).unwrap_or_default();
+        if reviewer {
+            body += &format!(
+                "<form method=\"post\" action=\"/cell/{}/review\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+                e.seq, session.csrf
+            );
+        }
+        body += "<table><tr><th>#</th><th>Model's call</th><th>Confidence</th><th>Structure</th><th>Box (x, y, w, h)</th><th>Class now</th></tr>";
         for (i, o) in l["objects"].as_array().into_iter().flatten().enumerate() {
             let b = &o["bbox"];
+            let now = current.get(i).cloned().unwrap_or_default();
+            let class_now = if reviewer {
+                let options: String = CLASS_NAMES
+                    .iter()
+                    .copied()
+                    .chain([NOT_A_CHROMOSOME])
+                    .map(|c| format!("<option{}>{}</option>", if c == now { " selected" } else { "" }, escape(c)))
+                    .collect();
+                format!("<select name=\"class_{}\">{options}</select>", i + 1)
+            } else {
+                escape(&now)
+            };
             body += &format!(
-                "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{} ({:.2})</td><td>{}, {}, {}, {}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{} ({:.2})</td><td>{}, {}, {}, {}</td><td>{class_now}</td></tr>",
                 i + 1,
                 text(&o["label"]),
                 o["confidence"].as_f64().unwrap_or(f64::NAN),
@@ -164,6 +206,9 @@ pub fn entry(entries: &[Entry], e: &Entry, session: &Session) -> String {
             );
         }
         body += "</table>";
+        if reviewer {
+            body += "<p><button>Record corrections and recompute</button></p></form>";
+        }
     } else {
         body += "<table><tr><th>Frame</th><th>sha256</th></tr>";
         for f in l["frames"].as_array().into_iter().flatten() {
@@ -183,7 +228,7 @@ pub fn entry(entries: &[Entry], e: &Entry, session: &Session) -> String {
         );
     }
     body += "</ul>";
-    if session.role == Role::Reviewer {
+    if reviewer {
         body += &format!(
             "<form class=\"signoff\" method=\"post\" action=\"/{kind}/{seq}/signoff\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
              <p><label>Karyotype as signed <input name=\"iscn\" value=\"{iscn}\" required></label></p>\
@@ -194,7 +239,7 @@ pub fn entry(entries: &[Entry], e: &Entry, session: &Session) -> String {
             kind = e.kind,
             seq = e.seq,
             csrf = session.csrf,
-            iscn = text(&l["karyotype"]),
+            iscn = text(review.map_or(&l["karyotype"], |r| &r.line["karyotype"])),
             user = escape(&session.user)
         );
     }

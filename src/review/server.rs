@@ -7,6 +7,7 @@
 //! | `GET /login`, `POST /login` | anyone |
 //! | `GET /`: cases and cells, newest first | logged in |
 //! | `GET /cell/N`, `GET /case/N` | logged in |
+//! | `POST /cell/N/review`: corrected classes, karyotype recomputed | reviewer, with the session's CSRF token |
 //! | `POST /cell/N/signoff`, `POST /case/N/signoff` | reviewer, with the session's CSRF token |
 //! | `POST /logout` | logged in, with the CSRF token |
 
@@ -18,7 +19,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 use super::accounts::{same_token, Role, Session, Sessions, Users};
-use super::{pages, read_entry, read_record, Signoff};
+use super::{correct, latest_review, pages, read_entry, read_record, Review, Signoff};
 use crate::integrity::record::{RecordOptions, Recorder};
 
 const COOKIE: &str = "ks_session";
@@ -128,11 +129,19 @@ impl Station {
                     None => Reply::message(404, "No such record", Some(&session)),
                 })
             }
-            ("POST", [kind @ ("cell" | "case"), n, "signoff"]) if seq(n).is_some() => {
+            ("POST", [kind @ ("cell" | "case"), n, action @ ("signoff" | "review")]) if seq(n).is_some() => {
                 if session.role != Role::Reviewer {
-                    return Ok(Reply::message(403, "Refused: a read-only account cannot sign off", Some(&session)));
+                    return Ok(Reply::message(
+                        403,
+                        "Refused: a read-only account cannot sign off or correct",
+                        Some(&session),
+                    ));
                 }
-                self.sign(request, &session, kind, seq(n).unwrap_or_default())
+                match *action {
+                    "signoff" => self.sign(request, &session, kind, seq(n).unwrap_or_default()),
+                    _ if *kind == "cell" => self.correct(request, &session, seq(n).unwrap_or_default()),
+                    _ => Ok(Reply::message(404, "A case is corrected through its cells", Some(&session))),
+                }
             }
             ("POST", ["logout"]) => {
                 if let Ok(mut sessions) = self.sessions.lock() {
@@ -178,6 +187,7 @@ impl Station {
                 .filter_map(|f| f["frame_sha256"].as_str().map(String::from))
                 .collect(),
         };
+        let review_seq = latest_review(&read_record(&self.record, self.options.keep)?, kind, seq).map(|r| r.seq);
         let signoff = Signoff {
             of_kind: kind.to_string(),
             of_seq: seq,
@@ -186,14 +196,61 @@ impl Station {
             decision,
             iscn: field("iscn"),
             comment: field("comment"),
+            review_seq,
         };
-        // The record has one writer at a time: held only for this append.
-        let written = Recorder::open_with(&self.record, self.options).and_then(|mut r| r.append("signoff", &signoff));
-        match written {
-            Ok(_) => Ok(Reply::redirect(&format!("/{kind}/{seq}"))),
-            Err(e) => Ok(Reply::message(503, &format!("Not signed: {e:#}. Try again."), Some(session))),
+        self.append("signoff", &signoff, &format!("/{kind}/{seq}"), session)
+    }
+
+    /// The reviewer's class for every object of the cell (`class_1`, `class_2`, … in the form;
+    /// an object the form leaves out keeps its current class), recomputed and recorded.
+    fn correct(&self, request: &Request, session: &Session, seq: u64) -> Result<Reply> {
+        let Some(cell) = read_entry(&self.record, self.options.keep, "cell", seq)? else {
+            return Ok(Reply::message(404, "No such record", Some(session)));
+        };
+        let entries = read_record(&self.record, self.options.keep)?;
+        let current = current_classes(&cell.line, latest_review(&entries, "cell", seq).map(|r| &r.line))?;
+        let classes: Vec<String> = current
+            .iter()
+            .enumerate()
+            .map(|(i, c)| request.form.get(&format!("class_{}", i + 1)).cloned().unwrap_or_else(|| c.clone()))
+            .collect();
+        let corrected = match correct::recompute(&cell.line, &classes) {
+            Ok(c) => c,
+            Err(e) => return Ok(Reply::message(400, &format!("Not recorded: {e}"), Some(session))),
+        };
+        let review = Review {
+            of_kind: "cell".into(),
+            of_seq: seq,
+            frame_sha256: vec![cell.line["frame_sha256"].as_str().unwrap_or_default().to_string()],
+            reviewer: session.user.clone(),
+            corrected,
+        };
+        self.append("review", &review, &format!("/cell/{seq}"), session)
+    }
+
+    /// Appends one line and sends the browser back to `then`. The record has one writer at a
+    /// time: it is held only for this append, and a busy record is reported, not waited for.
+    fn append<T: serde::Serialize>(
+        &self,
+        kind: &'static str,
+        body: &T,
+        then: &str,
+        session: &Session,
+    ) -> Result<Reply> {
+        match Recorder::open_with(&self.record, self.options).and_then(|mut r| r.append(kind, body)) {
+            Ok(_) => Ok(Reply::redirect(then)),
+            Err(e) => Ok(Reply::message(503, &format!("Not recorded: {e:#}. Try again."), Some(session))),
         }
     }
+}
+
+/// Each object's class now: the latest review's, else as recorded.
+pub fn current_classes(cell: &serde_json::Value, review: Option<&serde_json::Value>) -> Result<Vec<String>> {
+    let recorded: Vec<String> = correct::calls(cell)?.into_iter().map(|c| c.label).collect();
+    let reviewed = review
+        .and_then(|r| r["classes"].as_array())
+        .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect::<Vec<_>>());
+    Ok(reviewed.filter(|r| r.len() == recorded.len()).unwrap_or(recorded))
 }
 
 /// `application/x-www-form-urlencoded` -> fields (the last of a repeated name wins).
