@@ -4,64 +4,11 @@
 //! try to leave the routes), a correction recomputed, and a sign-off of a cell and of the case,
 //! checked in the record.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 mod common;
+use common::station::{add_user, http, login, start_station};
 use common::{karyoscreen, scratch};
-
-struct Reply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-/// One HTTP/1.1 request on its own connection.
-fn http(address: &str, method: &str, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Reply {
-    let body: String = form.iter().map(|(k, v)| format!("{k}={}", v.replace(' ', "+"))).collect::<Vec<_>>().join("&");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: station\r\nConnection: close\r\n");
-    if let Some(token) = cookie {
-        request += &format!("Cookie: ks_session={token}\r\n");
-    }
-    if method == "POST" {
-        request += &format!("Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n", body.len());
-    }
-    request += "\r\n";
-    request += &body;
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers =
-        lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
-    Reply { status, headers, body: body.to_string() }
-}
-
-fn add_user(users: &Path, name: &str, role: &str, password: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_karyoscreen"))
-        .args(["user", "add", name, "--role", role, "--users", users.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
-/// Logs in; -> the session token.
-fn login(address: &str, name: &str, password: &str) -> String {
-    let r = http(address, "POST", "/login", None, &[("name", name), ("password", password)]);
-    assert_eq!(r.status, 303, "{name} could not log in");
-    let cookie = &r.headers["set-cookie"];
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    cookie.split(';').next().unwrap().strip_prefix("ks_session=").unwrap().to_string()
-}
 
 fn csrf(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
@@ -70,15 +17,6 @@ fn csrf(page: &str) -> String {
 
 fn record_lines(record: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(record).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -101,23 +39,7 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     let users = dir.join("users.json");
     add_user(&users, "ana", "reviewer", "ana's long password");
     add_user(&users, "ben", "viewer", "ben's long password");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_karyoscreen"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--record",
-            record.to_str().unwrap(),
-            "--users",
-            users.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-    let _server = Server(child);
-    let address = ready.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let (_station, address) = start_station(&record, &users);
     let a = address.as_str();
 
     assert_eq!(http(a, "GET", "/login", None, &[]).status, 200);

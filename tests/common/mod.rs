@@ -1,6 +1,8 @@
 //! What the integration tests that drive the real binary share.
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod station;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

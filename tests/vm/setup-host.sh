@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent host setup for cross builds and the QEMU hardware-in-the-loop test.
-# Installs Debian packages (cross linkers, qemu-user, qemu-system, busybox, kernel source)
+# Installs Debian packages (cross linkers, qemu-user, qemu-system, busybox, kernel source,
+# headless Chromium and chromedriver for the review station's browser test)
 # and the Rust targets. Safe to run repeatedly: does nothing when all is present.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ PKGS=(
   qemu-user qemu-system-x86 qemu-system-arm
   linux-source-6.1
   pkg-config dpkg-dev
+  chromium chromium-driver
 )
 TARGETS=(aarch64-unknown-linux-musl aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf x86_64-unknown-linux-musl)
 
