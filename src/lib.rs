@@ -8,11 +8,12 @@
 //! - [`review`]: the review station, where a person reads the record and signs off;
 //! - [`tools`]: case tally, evaluation, adaptation, benchmarks, demo cells, PNG reports.
 //!
-//! Everything that runs the model sits behind the default `inference` feature, so the fuzz
-//! targets build the parsers and segmentation without tract.
+//! Everything that runs the model, and the review station, sits behind the default `inference`
+//! feature, so the fuzz targets build the parsers and segmentation without tract.
 
 pub mod device;
 pub mod integrity;
 pub mod pipeline;
+#[cfg(feature = "inference")]
 pub mod review;
 pub mod tools;

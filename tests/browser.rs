@@ -113,6 +113,16 @@ impl Driver {
     fn page(&self) -> String {
         self.command("GET", "/source", None).as_str().unwrap().to_string()
     }
+
+    /// Waits for the page to hold `text`: a click that submits a form returns before the next
+    /// page has loaded.
+    fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.page().contains(text) {
+            assert!(Instant::now() < deadline, "the page never showed {text:?}: {}", self.page());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 #[test]
@@ -140,11 +150,11 @@ fn a_reviewer_corrects_a_cell_and_signs_the_case_in_a_browser() {
 
     let browser = Driver::start(&dir.join("profile"));
     browser.open(&format!("http://{address}/"));
-    assert!(browser.page().contains("Log in"), "a visitor lands on the login page");
+    browser.wait_for("Log in"); // a visitor lands on the login page
     browser.type_into("input[name=name]", "ana");
     browser.type_into("input[name=password]", "ana's long password");
     browser.click("form[action='/login'] button");
-    assert!(browser.page().contains("Cases and cells"));
+    browser.wait_for("Cases and cells");
 
     // Open the cell and move its first object to another class.
     browser.click(&format!("a[href='/cell/{}']", cell["seq"]));
@@ -152,14 +162,14 @@ fn a_reviewer_corrects_a_cell_and_signs_the_case_in_a_browser() {
     let to = if from == "1" { "2" } else { "1" };
     browser.click(&format!("select[name=class_1] option:nth-child({})", to.parse::<usize>().unwrap()));
     browser.click(&format!("form[action='/cell/{}/review'] button", cell["seq"]));
-    assert!(browser.page().contains("Corrected by ana"));
+    browser.wait_for("Corrected by ana");
 
     // Sign the case.
     browser.open(&format!("http://{address}/case/{}", case["seq"]));
     browser.click("input[name=decision][value=confirmed]");
     browser.type_into("textarea[name=comment]", "reviewed in the browser");
     browser.click(&format!("form[action='/case/{}/signoff'] button", case["seq"]));
-    assert!(browser.page().contains("confirmed by ana"));
+    browser.wait_for("confirmed by ana");
 
     let after = lines(&record);
     assert_eq!(&after[..recorded.len()], &recorded[..], "nothing earlier was rewritten");
