@@ -4,33 +4,12 @@
 //! crops, be signed by the lab's key (and refused without it), and its card must name the base
 //! model and the exact set it learnt from.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 mod common;
-use common::{karyoscreen, scratch};
-
-#[derive(Deserialize)]
-struct Row {
-    path: String,
-    label_idx: usize,
-    cell_id: String,
-    split: String,
-}
-
-fn data() -> PathBuf {
-    let dir = std::env::var_os("KARYOSCREEN_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(
-        dir.join("bioimlab_qband/labels.csv").is_file(),
-        "{}: no bioimlab_qband (set KARYOSCREEN_DATA)",
-        dir.display()
-    );
-    dir
-}
+use common::{data_set, karyoscreen, scratch, LabelRow};
 
 /// The lab's convention: 1 <-> 2, 3 <-> 4, 5 <-> 6.
 fn swapped(label: usize) -> usize {
@@ -43,14 +22,15 @@ fn swapped(label: usize) -> usize {
 /// The first `cells` val cells of BioImLab, copied to `dir` with their classes swapped;
 /// -> the sha256 over labels.csv and then each crop in cell order, as the card must record it.
 fn write_lab_set(dir: &Path, cells: usize) -> String {
-    let source = data().join("bioimlab_qband");
-    let rows: Vec<Row> =
+    let source = data_set("bioimlab_qband");
+    let rows: Vec<LabelRow> =
         csv::Reader::from_path(source.join("labels.csv")).unwrap().deserialize().map(|r| r.unwrap()).collect();
     let mut ids: Vec<&str> = rows.iter().filter(|r| r.split == "val").map(|r| r.cell_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     ids.truncate(cells);
-    let mut kept: Vec<&Row> = rows.iter().filter(|r| r.split == "val" && ids.contains(&r.cell_id.as_str())).collect();
+    let mut kept: Vec<&LabelRow> =
+        rows.iter().filter(|r| r.split == "val" && ids.contains(&r.cell_id.as_str())).collect();
     kept.sort_by(|a, b| a.cell_id.cmp(&b.cell_id));
     let mut csv = String::from("path,label_idx,cell_id,split\n");
     for (i, row) in kept.iter().enumerate() {

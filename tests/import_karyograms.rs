@@ -5,7 +5,7 @@
 //! metaphase frame are refused with their reasons; box files (YOLO, VOC) label what they box.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::{imageops, GrayImage, Luma, Rgb, RgbImage};
 use karyoscreen::tools::karyogram::CLASS_NAMES;
@@ -13,32 +13,16 @@ use karyoscreen::tools::report::draw_text;
 use serde::Deserialize;
 
 mod common;
-use common::karyoscreen;
+use common::{data_set, karyoscreen, LabelRow};
 
 /// Rows of classes as karyograms lay them out.
 const ROWS: [&[usize]; 4] =
     [&[0, 1, 2, 3, 4], &[5, 6, 7, 8, 9, 10, 11], &[12, 13, 14, 15, 16, 17], &[18, 19, 20, 21, 22, 23]];
 
-#[derive(Deserialize)]
-struct Row {
-    path: String,
-    label_idx: usize,
-    cell_id: String,
-    split: String,
-}
-
-fn data() -> PathBuf {
-    let dir = std::env::var_os("KARYOSCREEN_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(dir.join("pki3_gband/labels.csv").is_file(), "{}: no pki3_gband (set KARYOSCREEN_DATA)", dir.display());
-    dir
-}
-
 /// The first `n` cells of the test split (by cell id): each cell's crops by class.
 fn test_cells(n: usize) -> BTreeMap<String, Vec<Vec<GrayImage>>> {
-    let set = data().join("pki3_gband");
-    let rows: Vec<Row> =
+    let set = data_set("pki3_gband");
+    let rows: Vec<LabelRow> =
         csv::Reader::from_path(set.join("labels.csv")).unwrap().deserialize().map(|r| r.unwrap()).collect();
     let mut ids: Vec<&str> = rows.iter().filter(|r| r.split == "test").map(|r| r.cell_id.as_str()).collect();
     ids.sort_unstable();

@@ -16,8 +16,8 @@ use tract_onnx::prelude::*;
 
 use crate::integrity::card::{sha256_hex, IDENTITY_OUTPUT};
 use crate::pipeline::infer::{inference_model, Model, Plan};
-use crate::pipeline::preprocess::{preprocess_crop, size_features};
-use crate::tools::evaluate::read_cells;
+use crate::pipeline::preprocess::size_features;
+use crate::tools::evaluate::{prepare_crop, read_cells};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -117,24 +117,13 @@ pub fn adapt(
     for rows in cells.values() {
         let (mut prepared, mut kept) = (Vec::new(), Vec::new());
         for row in rows {
-            ensure!(
-                row.label_idx < head.classes,
-                "{}: label_idx {} of {} is not a model class",
-                labels_path.display(),
-                row.label_idx,
-                row.path
-            );
-            let path = dir.join(&row.path);
-            set_bytes += hash_file(&path, &mut digest)?;
-            let image = crate::device::capture::load_frame(&path)
-                .with_context(|| format!("{}: cannot read image", path.display()))?
-                .image;
-            match preprocess_crop(&image, None, params) {
-                Ok(p) => {
+            set_bytes += hash_file(&dir.join(&row.path), &mut digest)?;
+            match prepare_crop(dir, &labels_path, row, head.classes, params)? {
+                Some(p) => {
                     prepared.push(p);
                     kept.push(row.label_idx);
                 }
-                Err(_) => rejected += 1,
+                None => rejected += 1,
             }
         }
         if prepared.is_empty() {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pipeline::analyse::{argmax, assign};
 use crate::pipeline::infer::Model;
-use crate::pipeline::preprocess::{preprocess_crop, size_features};
+use crate::pipeline::preprocess::{preprocess_crop, size_features, Prepared, PreprocessParams};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct Row {
@@ -111,6 +111,26 @@ pub(crate) fn read_cells(dir: &Path, split: Option<&str>) -> Result<(PathBuf, BT
     Ok((labels_path, cells))
 }
 
+/// One row's crop through the device's loader and preprocessing; None when preprocessing
+/// rejects it. A label the model has no class for is an error.
+pub(crate) fn prepare_crop(
+    dir: &Path,
+    labels_path: &Path,
+    row: &Row,
+    classes: usize,
+    params: &PreprocessParams,
+) -> Result<Option<Prepared>> {
+    if row.label_idx >= classes {
+        bail!("{}: label_idx {} of {} is not a model class", labels_path.display(), row.label_idx, row.path);
+    }
+    let path = dir.join(&row.path);
+    // Crops go through the frame loader: the same file checks and decode limits.
+    let image = crate::device::capture::load_frame(&path)
+        .with_context(|| format!("{}: cannot read image", path.display()))?
+        .image;
+    Ok(preprocess_crop(&image, None, params).ok())
+}
+
 pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report> {
     let (labels_path, cells) = read_cells(dir, split)?;
     let classes = model.card.identity_labels().len();
@@ -122,20 +142,12 @@ pub fn evaluate(model: &Model, dir: &Path, split: Option<&str>) -> Result<Report
         let mut prepared = Vec::new();
         let mut kept: Vec<&Row> = Vec::new();
         for row in rows {
-            if row.label_idx >= classes {
-                bail!("{}: label_idx {} of {} is not a model class", labels_path.display(), row.label_idx, row.path);
-            }
-            let path = dir.join(&row.path);
-            // Crops go through the frame loader: the same file checks and decode limits.
-            let image = crate::device::capture::load_frame(&path)
-                .with_context(|| format!("{}: cannot read image", path.display()))?
-                .image;
-            match preprocess_crop(&image, None, params) {
-                Ok(p) => {
+            match prepare_crop(dir, &labels_path, row, classes, params)? {
+                Some(p) => {
                     prepared.push(p);
                     kept.push(row);
                 }
-                Err(_) => {
+                None => {
                     rejected += 1;
                     truth.push(row.label_idx);
                     by_crop.push(None);
