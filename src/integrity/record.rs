@@ -12,10 +12,15 @@
 //!   FILE → FILE.1 → FILE.2 …, keeping `keep` files in all (FILE included; the oldest is
 //!   dropped). A line never spans files; the directory is fsynced after every rename and
 //!   creation. Old data is never rewritten: appends and renames only, one fdatasync per record
-//!   (SD-card friendly). One writer per FILE at a time.
+//!   (SD-card friendly).
+//! - Several processes may append to one FILE (the run loop, the review station, `analyze`):
+//!   each append holds `<FILE>.lock` for its one write and first catches up with what the others
+//!   wrote (their last `seq`, a rotation, a torn line left by one that died mid-write).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -56,30 +61,66 @@ pub struct Recorder {
     options: RecordOptions,
     /// Set when a failed append could not be undone: further appends are refused.
     broken: bool,
-    /// `<record>.lock`, held exclusively while this recorder lives.
-    _lock: File,
+    lock: RecordLock,
 }
 
 /// Largest sequence number accepted from an existing record: far beyond any device's life, and
 /// exact in every JSON reader (2^53).
 const MAX_SEQ: u64 = 1 << 53;
 
-/// Takes `<path>.lock` exclusively, so that two processes never interleave one record's lines.
-fn lock_record(path: &Path) -> Result<File> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    let lock_path = path.with_file_name(name);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("{}: cannot open the record's lock file", lock_path.display()))?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!("{}: the record is in use by another karyoscreen process (lock {})", path.display(), lock_path.display());
+/// `<record>.lock`: every append (and the repair on open) holds it, so that the lines of
+/// several writers never interleave and each continues the others' sequence.
+struct RecordLock {
+    file: File,
+    path: PathBuf,
+}
+
+/// How long an append waits for another writer's append (one write and one fdatasync).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl RecordLock {
+    fn open(record: &Path) -> Result<RecordLock> {
+        let mut name = record.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        let path = record.with_file_name(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open the record's lock file", path.display()))?;
+        Ok(RecordLock { file, path })
     }
-    Ok(lock)
+
+    /// Holds the lock until the guard drops, waiting up to [`LOCK_WAIT`] for another writer.
+    fn hold(&self, record: &Path) -> Result<LockGuard> {
+        let clock = std::time::Instant::now();
+        // SAFETY: flock on a descriptor this lock owns.
+        while unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            if clock.elapsed() > LOCK_WAIT {
+                bail!(
+                    "{}: another process has held the record's lock {} for over {} s; if it is stuck, stop it",
+                    record.display(),
+                    self.path.display(),
+                    LOCK_WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(LockGuard(self.file.as_raw_fd()))
+    }
+}
+
+/// Unlocks on drop. Holds the descriptor number only, so that the recorder stays free to
+/// update itself under the lock; the lock's file outlives every guard (both live in the
+/// recorder, the guard only within one call).
+struct LockGuard(std::os::fd::RawFd);
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // SAFETY: unlocking the descriptor `hold` locked, still open (see above).
+        unsafe { libc::flock(self.0, libc::LOCK_UN) };
+    }
 }
 
 /// Refuses to append to (or repair) a file that is not a record: every record line starts
@@ -196,8 +237,9 @@ impl Recorder {
         if options.max_bytes == 0 {
             bail!("the record's size bound must be above 0 bytes");
         }
-        // Before anything is read or repaired: one writer at a time, and only a record's files.
-        let lock = lock_record(path)?;
+        // Before anything is read or repaired: no other writer mid-append, and only a record's files.
+        let lock = RecordLock::open(path)?;
+        let guard = lock.hold(path)?;
         for n in 0..options.keep {
             check_is_record(&rotated_path(path, n))?;
         }
@@ -223,15 +265,42 @@ impl Recorder {
             sync_dir(path)?;
         }
         let size = file.metadata().with_context(|| format!("{}: cannot stat the record", path.display()))?.len();
-        Ok(Recorder {
-            path: path.to_path_buf(),
-            file,
-            size,
-            seq: seq.unwrap_or(0),
-            options,
-            broken: false,
-            _lock: lock,
-        })
+        drop(guard);
+        Ok(Recorder { path: path.to_path_buf(), file, size, seq: seq.unwrap_or(0), options, broken: false, lock })
+    }
+
+    /// Under the lock, before an append: follows another writer's rotation to the new FILE, cuts
+    /// a torn line one left by dying mid-write, and continues from its last `seq`.
+    fn catch_up(&mut self) -> Result<()> {
+        let ours = self.file.metadata().with_context(|| format!("{}: cannot stat the record", self.path.display()))?;
+        let rotated = match std::fs::metadata(&self.path) {
+            Ok(now) => (now.dev(), now.ino()) != (ours.dev(), ours.ino()),
+            Err(_) => true,
+        };
+        if rotated {
+            let existed = self.path.exists();
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .with_context(|| format!("{}: cannot open the record for appending", self.path.display()))?;
+            if !existed {
+                sync_dir(&self.path)?;
+            }
+        }
+        let size = self.file.metadata()?.len();
+        if rotated || size != self.size {
+            repair_torn_tail(&self.path)?;
+            for n in 0..self.options.keep {
+                let file = rotated_path(&self.path, n);
+                if let Some(seq) = if file.is_file() { last_seq(&file)? } else { None } {
+                    self.seq = self.seq.max(seq);
+                    break;
+                }
+            }
+            self.size = self.file.metadata()?.len();
+        }
+        Ok(())
     }
 
     /// The sequence number of the last record written (0 if none ever was).
@@ -291,6 +360,13 @@ impl Recorder {
         if self.broken {
             bail!("{}: the record is unusable after a failed write; restart to recover it", self.path.display());
         }
+        let _guard = self.lock.hold(&self.path)?;
+        self.catch_up()?;
+        self.append_held(kind, body)
+    }
+
+    /// [`Recorder::append`] with the lock held.
+    fn append_held<T: Serialize>(&mut self, kind: &'static str, body: &T) -> Result<u64> {
         let seq = self.seq + 1;
         let time_unix_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
@@ -468,6 +544,27 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         assert!(text.is_empty() || text.ends_with('\n'), "{}: ends mid-line", path.display());
         text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap()).collect()
+    }
+
+    #[test]
+    fn writers_sharing_a_record_continue_each_others_sequence() {
+        let path = scratch("shared");
+        let options = RecordOptions { max_bytes: 600, keep: 4 };
+        let mut run_loop = Recorder::open_with(&path, options).unwrap();
+        let mut station = Recorder::open_with(&path, options).unwrap();
+        let mut written = Vec::new();
+        for round in 0..6 {
+            written.push(write(&mut run_loop, 150));
+            written.push(write(&mut station, 40 + round));
+        }
+        // A writer that died mid-line leaves a torn tail; the next append cuts it first.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(br#"{"kind":"te"#).unwrap();
+        written.push(write(&mut run_loop, 10));
+        assert_eq!(written, (1..=13).collect::<Vec<u64>>());
+        // Both rotated the files in turn: every line is whole and in order across them.
+        let on_disk: Vec<u64> = record_files(&path, 4).iter().flat_map(|f| seqs(f)).collect();
+        assert!(rotated_path(&path, 2).exists(), "no rotation happened");
+        assert_eq!(on_disk, (on_disk[0]..=13).collect::<Vec<u64>>());
     }
 
     #[test]

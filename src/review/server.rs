@@ -228,8 +228,8 @@ impl Station {
         self.append("review", &review, &format!("/cell/{seq}"), session)
     }
 
-    /// Appends one line and sends the browser back to `then`. The record has one writer at a
-    /// time: it is held only for this append, and a busy record is reported, not waited for.
+    /// Appends one line and sends the browser back to `then`. The run loop may be writing the
+    /// same record: the append takes the record's lock for its one line and continues the seq.
     fn append<T: serde::Serialize>(
         &self,
         kind: &'static str,
