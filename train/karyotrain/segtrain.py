@@ -65,6 +65,28 @@ class SegNet(nn.Module):
         return self.head(y)
 
 
+def load_onnx_weights(model, path):
+    """Start from an exported SegNet: its convolutions hold the batch norms folded in, so each
+    norm becomes the identity (scale 1, mean 0, variance 1 - eps) with the folded bias."""
+    import onnx
+    from onnx import numpy_helper
+    graph = onnx.load(path).graph
+    values = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    folded = [n for n in graph.node if n.op_type == "Conv" and not n.input[1].startswith("head")]
+    blocks = [b for part in (model.e1, model.e2, model.e3, model.e4) for b in part] + [model.d3, model.d2, model.d1]
+    assert len(folded) == len(blocks), f"{path}: not a SegNet of these widths"
+    with torch.no_grad():
+        for node, (conv, norm, _) in zip(folded, blocks):
+            conv.weight.copy_(values[node.input[1]])
+            norm.weight.fill_(1.0)
+            norm.bias.copy_(values[node.input[2]])
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0 - norm.eps)
+        for name in ("u3", "u2", "u1", "head"):
+            getattr(model, name).weight.copy_(values[name + ".weight"])
+            getattr(model, name).bias.copy_(values[name + ".bias"])
+
+
 # ---- data ---------------------------------------------------------------------------------
 
 def frames_rows(data, folder, split):
@@ -72,15 +94,43 @@ def frames_rows(data, folder, split):
         return [r for r in csv.DictReader(f) if r["split"] == split]
 
 
+def expected_copies(karyotype):
+    """Copies of each class (1-24) in an ISCN string's count and sex and its whole gains and
+    losses (+21, -7); structural rearrangements are not read."""
+    fields = karyotype.replace(" ", "").split(",")
+    copies = {c: 2 for c in range(1, 23)}
+    sex = fields[1] if len(fields) > 1 else ""
+    copies[23], copies[24] = sex.count("X"), sex.count("Y")
+    for f in fields[2:]:
+        name = f[1:]
+        c = {"X": 23, "Y": 24}.get(name, int(name) if name.isdigit() and 1 <= int(name) <= 22 else None)
+        if f[:1] in "+-" and c is not None:
+            copies[c] += 1 if f[0] == "+" else -1
+    return copies
+
+
 def dapi_sample(args):
-    """A real DAPI frame and the targets of its class map, at the segmenter's scale."""
+    """A real DAPI frame and the targets of its class map, at the segmenter's scale, with a fourth
+    channel weighting the core target: 0 on a class's components when the class has fewer of
+    them than the karyotype has copies. Such a component is touching homologs that the class map
+    cannot tell apart, and its single core would teach the network to join them."""
     data, row = args
     gray = load_gray(os.path.join(data, "frames_adir_dapi", row["image"]))
     stem = os.path.splitext(os.path.basename(row["image"]))[0]
     labels = np.asarray(Image.open(os.path.join(data, "frames_adir_dapi", "labelmaps", stem + ".png")))
     v, k = oriented(gray)
     assert k == 1, "DAPI frames are below max_side"
-    return normalise(v), S.targets_from_masks(S.labelmap_instances(labels), v.shape)
+    found = S.labelmap_class_instances(labels)
+    t = S.targets_from_masks([(y, x, m) for _, y, x, m in found], v.shape)
+    copies = expected_copies(row["karyotype"])
+    joined = np.zeros(v.shape, bool)
+    for c, y, x, m in found:
+        if sum(1 for f in found if f[0] == c) < copies.get(c, 2):
+            joined[y:y + m.shape[0], x:x + m.shape[1]] |= m
+    hs, ws = t.shape[1:]
+    cells = joined[:hs * STRIDE, :ws * STRIDE].reshape(hs, STRIDE, ws, STRIDE).any(axis=(1, 3))
+    weight = ~ndimage.binary_dilation(cells, structure=np.ones((3, 3)))
+    return normalise(v), np.concatenate([t, weight[None].astype(np.uint8)])
 
 
 def synthetic_sample(args):
@@ -89,7 +139,8 @@ def synthetic_sample(args):
     pieces = _PIECES.setdefault(set_dir, S.load_pieces(set_dir, "train", pieces_limit, 0))
     frame, masks, _ = S.spread(pieces, rng)
     v, k = oriented(frame)
-    return normalise(v), S.targets_from_masks(masks, v.shape)
+    t = S.targets_from_masks(masks, v.shape)
+    return normalise(v), np.concatenate([t, np.ones_like(t[:1])])
 
 
 _PIECES = {}
@@ -101,7 +152,7 @@ def random_patch(x, t, rng):
     y0 = int(rng.integers(0, max(1, h - PATCH + 1))) // STRIDE * STRIDE
     x0 = int(rng.integers(0, max(1, w - PATCH + 1))) // STRIDE * STRIDE
     px = np.zeros((PATCH, PATCH), np.float32)
-    pt = np.zeros((3, PATCH // STRIDE, PATCH // STRIDE), np.float32)
+    pt = np.zeros((t.shape[0], PATCH // STRIDE, PATCH // STRIDE), np.float32)
     win = x[y0:y0 + PATCH, x0:x0 + PATCH]
     px[:win.shape[0], :win.shape[1]] = win
     tw = t[:, y0 // STRIDE:(y0 + PATCH) // STRIDE, x0 // STRIDE:(x0 + PATCH) // STRIDE]
@@ -195,6 +246,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", help="start from this exported segmenter (.onnx) instead of random weights")
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -208,6 +260,8 @@ def main(argv=None):
     print(json.dumps(dict(synthetic=len(synthetic), dapi_train=len(real), prepare_s=round(time.time() - t0))), flush=True)
 
     model = SegNet()
+    if args.init:
+        load_onnx_weights(model, args.init)
     opt = torch.optim.AdamW(model.parameters(), 2e-3, weight_decay=1e-4)
     weights = torch.tensor([1.0, 1.0, 3.0]).view(1, 3, 1, 1)
     deadline = time.time() + 60 * args.minutes
@@ -221,7 +275,9 @@ def main(argv=None):
         lr = 2e-3 * min(1.0, (step + 1) / 100) * max(0.05, 1 - (time.time() - t0) / (60 * args.minutes + 60))
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = (F.binary_cross_entropy_with_logits(model(x), t, reduction="none") * weights).mean()
+        per_pixel = F.binary_cross_entropy_with_logits(model(x), t[:, :3], reduction="none") * weights
+        per_pixel[:, 1] *= t[:, 3]          # the core target where the truth can give it
+        loss = per_pixel.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -238,7 +294,8 @@ def main(argv=None):
     model.load_state_dict(best[3])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     meta = dict(training=dict(command="python -m karyotrain.segtrain --data DATA --minutes "
-                              f"{args.minutes:g} --synthetic {args.synthetic} --seed {args.seed}",
+                              f"{args.minutes:g} --synthetic {args.synthetic} --seed {args.seed}"
+                              + (f" --init {os.path.basename(args.init)}" if args.init else ""),
                               steps=step, best_step=best[1], patch=PATCH, batch=args.batch,
                               synthetic_spreads=len(synthetic), dapi_train_frames=len(real),
                               chosen_on="val: mean |count error|, frames_bioimlab_q (count >= 40) + frames_adir_dapi",

@@ -70,3 +70,22 @@ def test_spread_masks_match_the_frame():
     assert len(masks) >= 5
     for y, x, m in masks:
         assert y + m.shape[0] <= 192 and x + m.shape[1] <= 256 and m.any()
+
+
+def test_a_pinched_rod_keeps_one_core():
+    shape = (48, 40)
+    m = np.zeros(shape, bool)
+    m[4:44, 14:26] = True
+    m[22:26, 14:17] = m[22:26, 23:26] = False   # a centromere: 12 px wide narrowed to 6
+    ys, xs = np.nonzero(m)
+    t = spreads.targets_from_masks([(ys.min(), xs.min(), m[ys.min():, xs.min():xs.max() + 1])], shape)
+    from scipy import ndimage
+    assert ndimage.label(t[1], structure=np.ones((3, 3)))[1] == 1
+
+
+def test_expected_copies_read_sex_gains_and_losses():
+    from karyotrain.segtrain import expected_copies
+    c = expected_copies("47,XY,+21")
+    assert (c[21], c[1], c[23], c[24]) == (3, 2, 1, 1)
+    c = expected_copies("45,X,-7,t(9;22)(q34;q11)")
+    assert (c[7], c[9], c[23], c[24]) == (1, 2, 1, 0)
