@@ -145,7 +145,7 @@ fn a_reviewer_corrects_a_cell_and_signs_the_case_in_a_browser() {
     let case = recorded.iter().find(|l| l["kind"] == "case").unwrap().clone();
     let users = dir.join("users.json");
     add_user(&users, "ana", "reviewer", "ana's long password");
-    let (_station, address) = start_station(&record, &users);
+    let (_station, address) = start_station(&record, &users, &[]);
     assert_eq!(http(&address, "GET", "/login", None, &[]).status, 200);
 
     let browser = Driver::start(&dir.join("profile"));

@@ -2,7 +2,7 @@
 //! demo frames, two accounts (a reviewer and a read-only one), then every way in that must be
 //! refused (no session, wrong password, wrong role, missing or foreign CSRF token, paths that
 //! try to leave the routes), a correction recomputed, and a sign-off of a cell and of the case,
-//! checked in the record.
+//! checked in the record. The cell's pictures come from the frames kept beside the record.
 
 use std::path::Path;
 
@@ -30,8 +30,18 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
         assert!(out.status.success());
     }
     let record = dir.join("record.jsonl");
-    let out = karyoscreen(&["case", frames.to_str().unwrap(), "--record", record.to_str().unwrap()]);
+    let kept = dir.join("kept");
+    let out = karyoscreen(&[
+        "case",
+        frames.to_str().unwrap(),
+        "--record",
+        record.to_str().unwrap(),
+        "--record-frames",
+        kept.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The frames' files are gone: the pictures can only come from the frames kept.
+    std::fs::remove_dir_all(&frames).unwrap();
     let recorded = record_lines(&record);
     let case_seq = recorded.iter().find(|l| l["kind"] == "case").expect("a case line")["seq"].as_u64().unwrap();
     let cell = recorded.iter().find(|l| l["kind"] == "cell").unwrap().clone();
@@ -39,12 +49,12 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     let users = dir.join("users.json");
     add_user(&users, "ana", "reviewer", "ana's long password");
     add_user(&users, "ben", "viewer", "ben's long password");
-    let (_station, address) = start_station(&record, &users);
+    let (_station, address) = start_station(&record, &users, &["--frames", kept.to_str().unwrap()]);
     let a = address.as_str();
 
     assert_eq!(http(a, "GET", "/login", None, &[]).status, 200);
     // Nobody without an account reads anything.
-    for path in ["/", "/cell/1", &format!("/case/{case_seq}")] {
+    for path in ["/", "/cell/1", "/cell/1/karyogram.png", &format!("/case/{case_seq}")] {
         let r = http(a, "GET", path, None, &[]);
         assert_eq!((r.status, r.headers.get("location").map(String::as_str)), (303, Some("/login")), "{path}");
     }
@@ -61,6 +71,15 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains(cell["frame_sha256"].as_str().unwrap()));
     let token = csrf(&page.body);
+    let png = |name: &str| {
+        let r = http(a, "GET", &format!("/cell/{}/{name}", cell["seq"]), Some(&ana), &[]);
+        assert_eq!((r.status, r.headers["content-type"].as_str()), (200, "image/png"), "{name}: {}", r.body);
+        assert!(image::load_from_memory(&r.bytes).unwrap().width() >= 400);
+        r.bytes
+    };
+    assert!(page.body.contains(&format!("<img src=\"/cell/{}/karyogram.png\"", cell["seq"])));
+    png("annotated.png");
+    let karyogram_as_recorded = png("karyogram.png");
 
     // Routes only: no path leaves them, and numbers are written one way.
     for path in
@@ -115,6 +134,16 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     let page = http(a, "GET", &format!("/cell/{}", cell["seq"]), Some(&ana), &[]).body;
     assert!(page.contains("Corrected by ana") && page.contains(&format!("value=\"45,{sex},-{label}\"")));
     let lines_before = lines_before + 1;
+    assert_ne!(png("karyogram.png"), karyogram_as_recorded, "the karyogram is drawn with the corrected classes");
+    // A kept frame whose pixels changed is not shown as the cell's.
+    let kept_frame = kept.join(format!("{}.png", cell["frame_sha256"].as_str().unwrap()));
+    let original = std::fs::read(&kept_frame).unwrap();
+    let mut altered = image::load_from_memory(&original).unwrap().to_luma8();
+    altered.put_pixel(0, 0, image::Luma([altered.get_pixel(0, 0)[0] ^ 1]));
+    altered.save(&kept_frame).unwrap();
+    let r = http(a, "GET", &format!("/cell/{}/annotated.png", cell["seq"]), Some(&ana), &[]);
+    assert!(r.status == 404 && r.body.contains("sha256 differs"), "{}", r.body);
+    std::fs::write(&kept_frame, original).unwrap();
 
     // Signed: a cell (its corrected reading), then the case.
     assert_eq!(sign(&ana, &cell_path, &token).status, 303);

@@ -4,6 +4,7 @@
 #[cfg(feature = "inference")]
 pub mod bundle;
 pub mod card;
+pub mod frame_store;
 pub mod input;
 pub mod record;
 pub mod seg_card;

@@ -27,6 +27,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::integrity::card::sha256_hex;
+use crate::integrity::frame_store::FrameStore;
 // What a line holds comes from the analysis; opening, checking and appending need none of it,
 // so the reader builds (and is fuzzed) without the inference engine.
 #[cfg(feature = "inference")]
@@ -62,6 +63,8 @@ pub struct Recorder {
     /// Set when a failed append could not be undone: further appends are refused.
     broken: bool,
     lock: RecordLock,
+    /// Where each recorded cell's frame is kept for review, if anywhere.
+    frames: Option<FrameStore>,
 }
 
 /// Largest sequence number accepted from an existing record: far beyond any device's life, and
@@ -266,7 +269,16 @@ impl Recorder {
         }
         let size = file.metadata().with_context(|| format!("{}: cannot stat the record", path.display()))?.len();
         drop(guard);
-        Ok(Recorder { path: path.to_path_buf(), file, size, seq: seq.unwrap_or(0), options, broken: false, lock })
+        Ok(Recorder {
+            path: path.to_path_buf(),
+            file,
+            size,
+            seq: seq.unwrap_or(0),
+            options,
+            broken: false,
+            lock,
+            frames: None,
+        })
     }
 
     /// Under the lock, before an append: follows another writer's rotation to the new FILE, cuts
@@ -303,6 +315,11 @@ impl Recorder {
         Ok(())
     }
 
+    /// Keeps every recorded cell's frame in `store` (before the cell's line is written).
+    pub fn keep_frames(&mut self, store: FrameStore) {
+        self.frames = Some(store);
+    }
+
     /// The sequence number of the last record written (0 if none ever was).
     pub fn last_seq(&self) -> u64 {
         self.seq
@@ -318,9 +335,17 @@ impl Recorder {
         thresholds: &Thresholds,
         result: &CellResult,
     ) -> Result<u64> {
+        let sha256 = frame_sha256(frame);
+        if let Some(store) = &self.frames {
+            // The result matters more than its picture: a frame that cannot be kept (a full
+            // card) is said in the log, and the cell is still recorded.
+            if let Err(e) = store.keep(frame, &sha256) {
+                log::warn!("{origin}: frame not kept for review: {e:#}");
+            }
+        }
         let record = CellRecord {
             origin,
-            frame_sha256: frame_sha256(frame),
+            frame_sha256: sha256,
             model: &model.card.name,
             model_sha256: &model.sha256,
             card_version: model.card.card_version,

@@ -36,7 +36,7 @@ impl Call {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Karyotype {
     pub count: usize,
     pub sex_chromosomes: String,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::pipeline::analyse::{Call, Karyotype};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Normal,

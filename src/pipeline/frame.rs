@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use image::GrayImage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::pipeline::analyse::{assign, karyotype, Call, Karyotype};
 use crate::pipeline::decide::{decide, karyotype_determined, Decision, Thresholds, Verdict};
@@ -15,7 +15,7 @@ use crate::pipeline::preprocess::{preprocess_crop, size_features, Prepared};
 use crate::pipeline::segment::learned::Segmenter;
 use crate::pipeline::segment::{segment, BBox, SegmentParams, Segmentation};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObjectResult {
     pub bbox: BBox,
     /// Set for a part of a blob segmentation split (parts of one blob share the number).
@@ -29,14 +29,14 @@ pub struct ObjectResult {
 }
 
 /// Which segmenter cut a frame (with `auto`, the one it kept).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SegmentedBy {
     Classic,
     Learned,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
     pub segment_ms: f64,
     pub preprocess_ms: f64,
@@ -44,7 +44,8 @@ pub struct Timings {
     pub analyse_ms: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// As recorded (the review station reads it back from the record's line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellResult {
     pub count: usize,
     pub karyotype: String,
@@ -60,7 +61,7 @@ pub struct CellResult {
     /// Clusters segmentation could not separate, reported rather than guessed.
     pub unresolved: usize,
     /// Where those clusters are (crops preprocessing refused have no box here).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unresolved_boxes: Vec<BBox>,
     pub segmenter: SegmentedBy,
     /// The segmentation network's ONNX sha256, when it cut this frame.

@@ -4,7 +4,7 @@
 //! pixels painted over with background, so the crop looks like a training crop.
 
 use image::{GrayImage, Luma};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub mod instances;
 mod label;
@@ -25,7 +25,7 @@ const SPLIT_AREA: f64 = 2.5;
 /// Pixels of background kept around each object's box.
 const CROP_PAD: u32 = 3;
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct BBox {
     pub x: u32,
     pub y: u32,

@@ -38,11 +38,13 @@ pub fn calls(cell: &Value) -> Result<Vec<Call>> {
     objects.iter().map(|o| serde_json::from_value(o.clone()).context("an object of the cell cannot be read")).collect()
 }
 
-/// `classes` (one per recorded object, in order) applied to the recorded `cell`.
-pub fn recompute(cell: &Value, classes: &[String]) -> Result<Corrected> {
-    let recorded = calls(cell)?;
+/// Calls a reviewer kept, each with its object's index (0-based) in the recorded cell.
+pub type KeptCalls = Vec<(usize, Call)>;
+
+/// The reviewer's calls: `classes` (one per recorded object, in order) applied to `recorded`.
+/// Objects marked not a chromosome are dropped; each kept call comes with its object's index.
+pub fn apply(recorded: Vec<Call>, classes: &[String]) -> Result<(KeptCalls, Vec<Change>)> {
     ensure!(classes.len() == recorded.len(), "{} classes for {} objects", classes.len(), recorded.len());
-    let labels: Vec<String> = CLASS_NAMES.iter().map(|l| l.to_string()).collect();
     let (mut kept, mut changes) = (Vec::new(), Vec::new());
     for (i, (mut call, to)) in recorded.into_iter().zip(classes).enumerate() {
         if *to != call.label {
@@ -51,13 +53,21 @@ pub fn recompute(cell: &Value, classes: &[String]) -> Result<Corrected> {
         if to == NOT_A_CHROMOSOME {
             continue;
         }
-        let Some(class) = labels.iter().position(|l| l == to) else { bail!("{to:?} is not a chromosome class") };
+        let Some(class) = CLASS_NAMES.iter().position(|l| l == to) else { bail!("{to:?} is not a chromosome class") };
         if class != call.class {
             // a person's call: certain, and no longer the model's structure reading of another class
             (call.class, call.label, call.confidence) = (class, to.clone(), 1.0);
         }
-        kept.push(call);
+        kept.push((i, call));
     }
+    Ok((kept, changes))
+}
+
+/// `classes` (one per recorded object, in order) applied to the recorded `cell`.
+pub fn recompute(cell: &Value, classes: &[String]) -> Result<Corrected> {
+    let (kept, changes) = apply(calls(cell)?, classes)?;
+    let kept: Vec<Call> = kept.into_iter().map(|(_, call)| call).collect();
+    let labels: Vec<String> = CLASS_NAMES.iter().map(|l| l.to_string()).collect();
     let limits: Thresholds =
         serde_json::from_value(cell["thresholds"].clone()).context("the cell's recorded limits cannot be read")?;
     let unresolved = cell["unresolved"].as_u64().unwrap_or(0) as usize;

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod correct;
 mod pages;
+pub mod pictures;
 pub mod server;
 
 use std::io::{BufRead, BufReader};

@@ -12,7 +12,7 @@ use crate::tools::karyogram::CLASS_NAMES;
 const STYLE: &str = "body{font:15px/1.4 sans-serif;margin:1.5em;max-width:70em}table{border-collapse:collapse}\
 td,th{border:1px solid #bbb;padding:.25em .5em;text-align:left;vertical-align:top}\
 .abnormal{color:#a00}.indeterminate{color:#a60}.normal{color:#060}header{display:flex;gap:1em;align-items:center}\
-header form{margin-left:auto}@media print{header form,form.signoff{display:none}body{margin:0}}";
+header form{margin-left:auto}img{max-width:100%;height:auto}@media print{header form,form.signoff{display:none}body{margin:0}}";
 
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -133,7 +133,8 @@ pub fn index(entries: &[Entry], session: &Session) -> String {
     )
 }
 
-pub fn entry(entries: &[Entry], e: &Entry, session: &Session) -> String {
+/// A cell or case page; `pictures`: the cell's frame can be drawn.
+pub fn entry(entries: &[Entry], e: &Entry, pictures: bool, session: &Session) -> String {
     let l = &e.line;
     let mut body = format!(
         "<p>Recorded {} by model {} (sha256 {}).</p><p>Karyotype <b>{}</b>, verdict <b class=\"{}\">{}</b>.</p><ul>",
@@ -170,6 +171,19 @@ pub fn entry(entries: &[Entry], e: &Entry, session: &Session) -> String {
     let reviewer = session.role == Role::Reviewer;
     if e.kind == "cell" {
         body += &format!("<p>Frame {} (sha256 {}).</p>", text(&l["origin"]), text(&l["frame_sha256"]));
+        body += &if pictures {
+            format!(
+                "<figure><img src=\"/cell/{seq}/annotated.png\" alt=\"the frame with every object boxed and labelled\">\
+                 <figcaption>The frame, every object labelled with its class now.</figcaption></figure>\
+                 <figure><img src=\"/cell/{seq}/karyogram.png\" alt=\"the karyogram\">\
+                 <figcaption>The karyogram with the classes as they stand now.</figcaption></figure>",
+                seq = e.seq
+            )
+        } else {
+            "<p>The frame was not kept (run with <code>--record-frames DIR</code> and serve with <code>--frames DIR</code>), \
+             so there is no picture.</p>"
+                .to_string()
+        };
         let current = current_classes(l, review.map(|r| &r.line)).unwrap_or_default();
         if reviewer {
             body += &format!(

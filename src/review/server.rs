@@ -7,6 +7,7 @@
 //! | `GET /login`, `POST /login` | anyone |
 //! | `GET /`: cases and cells, newest first | logged in |
 //! | `GET /cell/N`, `GET /case/N` | logged in |
+//! | `GET /cell/N/annotated.png`, `GET /cell/N/karyogram.png`: drawn with the current classes | logged in |
 //! | `POST /cell/N/review`: corrected classes, karyotype recomputed | reviewer, with the session's CSRF token |
 //! | `POST /cell/N/signoff`, `POST /case/N/signoff` | reviewer, with the session's CSRF token |
 //! | `POST /logout` | logged in, with the CSRF token |
@@ -19,6 +20,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 use super::accounts::{same_token, Role, Session, Sessions, Users};
+use super::pictures::{frame_file, render, Picture};
 use super::{correct, latest_review, pages, read_entry, read_record, Review, Signoff};
 use crate::integrity::record::{RecordOptions, Recorder};
 
@@ -37,16 +39,20 @@ pub struct Request {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: String,
+    pub body: Vec<u8>,
 }
 
 impl Reply {
     fn html(status: u16, body: String) -> Reply {
-        Reply { status, headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())], body }
+        Reply { status, headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())], body: body.into() }
+    }
+
+    fn png(body: Vec<u8>) -> Reply {
+        Reply { status: 200, headers: vec![("Content-Type".into(), "image/png".into())], body }
     }
 
     fn redirect(to: &str) -> Reply {
-        Reply { status: 303, headers: vec![("Location".into(), to.into())], body: String::new() }
+        Reply { status: 303, headers: vec![("Location".into(), to.into())], body: Vec::new() }
     }
 
     fn message(status: u16, title: &str, session: Option<&Session>) -> Reply {
@@ -61,11 +67,13 @@ pub struct Station {
     sessions: Mutex<Sessions>,
     /// Cookies carry `Secure` (the page is reached over HTTPS, directly or through a proxy).
     pub secure_cookies: bool,
+    /// Where the run loop keeps the frames it recorded (`--record-frames`), if it does.
+    pub frames: Option<PathBuf>,
 }
 
 impl Station {
     pub fn new(record: PathBuf, options: RecordOptions, users: Users, sessions: Sessions) -> Station {
-        Station { record, options, users, sessions: Mutex::new(sessions), secure_cookies: false }
+        Station { record, options, users, sessions: Mutex::new(sessions), secure_cookies: false, frames: None }
     }
 
     fn session(&self, request: &Request) -> Option<(String, Session)> {
@@ -83,7 +91,7 @@ impl Station {
         for (k, v) in [
             (
                 "Content-Security-Policy",
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+                "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
             ),
             ("X-Content-Type-Options", "nosniff"),
             ("Referrer-Policy", "no-referrer"),
@@ -124,10 +132,16 @@ impl Station {
                 let n = seq(n).unwrap_or_default();
                 Ok(match read_entry(&self.record, self.options.keep, kind, n)? {
                     Some(e) => {
-                        Reply::html(200, pages::entry(&read_record(&self.record, self.options.keep)?, &e, &session))
+                        let pictures = frame_file(&e.line, self.frames.as_deref()).is_some();
+                        let entries = read_record(&self.record, self.options.keep)?;
+                        Reply::html(200, pages::entry(&entries, &e, pictures, &session))
                     }
                     None => Reply::message(404, "No such record", Some(&session)),
                 })
+            }
+            ("GET", ["cell", n, name @ ("annotated.png" | "karyogram.png")]) if seq(n).is_some() => {
+                let picture = if *name == "annotated.png" { Picture::Annotated } else { Picture::Karyogram };
+                self.picture(seq(n).unwrap_or_default(), picture, &session)
             }
             ("POST", [kind @ ("cell" | "case"), n, action @ ("signoff" | "review")]) if seq(n).is_some() => {
                 if session.role != Role::Reviewer {
@@ -151,6 +165,21 @@ impl Station {
             }
             _ => Ok(Reply::message(404, "Not found", Some(&session))),
         }
+    }
+
+    fn picture(&self, seq: u64, picture: Picture, session: &Session) -> Result<Reply> {
+        let Some(cell) = read_entry(&self.record, self.options.keep, "cell", seq)? else {
+            return Ok(Reply::message(404, "No such record", Some(session)));
+        };
+        let Some(frame) = frame_file(&cell.line, self.frames.as_deref()) else {
+            return Ok(Reply::message(404, "The frame of this cell was not kept", Some(session)));
+        };
+        let entries = read_record(&self.record, self.options.keep)?;
+        let classes = current_classes(&cell.line, latest_review(&entries, "cell", seq).map(|r| &r.line))?;
+        Ok(match render(&cell.line, &classes, &frame, picture) {
+            Ok(png) => Reply::png(png),
+            Err(e) => Reply::message(404, &format!("No picture: {e:#}"), Some(session)),
+        })
     }
 
     fn login(&self, request: &Request) -> Reply {
@@ -315,7 +344,10 @@ pub fn serve(station: &Station, listen: &str, ready: impl FnOnce(std::net::Socke
                 form: parse_form(&String::from_utf8_lossy(&body)),
             })
         };
-        let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+        // with its length, never chunked: every reply is whole in memory already
+        let mut response = tiny_http::Response::from_data(reply.body)
+            .with_status_code(reply.status)
+            .with_chunked_threshold(usize::MAX);
         for (k, v) in reply.headers {
             if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
                 response.add_header(h);

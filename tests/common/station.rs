@@ -11,6 +11,7 @@ pub struct Reply {
     pub status: u16,
     pub headers: HashMap<String, String>,
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 /// One HTTP/1.1 request on its own connection.
@@ -27,14 +28,15 @@ pub fn http(address: &str, method: &str, path: &str, cookie: Option<&str>, form:
     request += &body;
     let mut stream = TcpStream::connect(address).unwrap();
     stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP reply");
+    let (head, bytes) = (String::from_utf8_lossy(&raw[..split]).into_owned(), raw[split + 4..].to_vec());
     let mut lines = head.lines();
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers =
         lines.filter_map(|l| l.split_once(": ")).map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
-    Reply { status, headers, body: body.to_string() }
+    Reply { status, headers, body: String::from_utf8_lossy(&bytes).into_owned(), bytes }
 }
 
 pub fn add_user(users: &Path, name: &str, role: &str, password: &str) {
@@ -67,8 +69,9 @@ impl Drop for Station {
     }
 }
 
-/// Starts `serve` on a free port of 127.0.0.1; -> the process and its address (`127.0.0.1:PORT`).
-pub fn start_station(record: &Path, users: &Path) -> (Station, String) {
+/// Starts `serve` on a free port of 127.0.0.1 with `extra` options; -> the process and its
+/// address (`127.0.0.1:PORT`).
+pub fn start_station(record: &Path, users: &Path, extra: &[&str]) -> (Station, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_karyoscreen"))
         .args([
             "serve",
@@ -79,6 +82,7 @@ pub fn start_station(record: &Path, users: &Path) -> (Station, String) {
             "--users",
             users.to_str().unwrap(),
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -30,6 +30,7 @@ use clap::Args;
 
 use karyoscreen::device::capture::Frame;
 use karyoscreen::integrity::bundle::Trust;
+use karyoscreen::integrity::frame_store::FrameStore;
 use karyoscreen::integrity::record::{RecordOptions, Recorder, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
 use karyoscreen::pipeline::infer::Model;
 use karyoscreen::pipeline::segment::learned::Segmenter;
@@ -129,12 +130,24 @@ pub struct RecordArgs {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_KEEP as u64, requires = "record",
           value_parser = clap::value_parser!(u64).range(2..=1000))]
     pub record_keep: u64,
+    /// Keep each recorded cell's frame in DIR (as `<frame sha256>.png`) for the review station.
+    #[arg(long, value_name = "DIR", requires = "record")]
+    pub record_frames: Option<PathBuf>,
+    /// Remove the oldest kept frames past this many MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 512, requires = "record_frames",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub record_frames_max_mib: u64,
 }
 
 impl RecordArgs {
     pub fn open(&self) -> Result<Option<Recorder>> {
         let options = RecordOptions { max_bytes: self.record_max_bytes, keep: self.record_keep as usize };
-        self.record.as_deref().map(|path| Recorder::open_with(path, options)).transpose()
+        let Some(path) = self.record.as_deref() else { return Ok(None) };
+        let mut recorder = Recorder::open_with(path, options)?;
+        if let Some(dir) = &self.record_frames {
+            recorder.keep_frames(FrameStore::open(dir, self.record_frames_max_mib << 20)?);
+        }
+        Ok(Some(recorder))
     }
 }
 

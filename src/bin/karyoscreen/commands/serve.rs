@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Mark the session cookie Secure: set it when the page is reached over HTTPS (a TLS proxy).
     #[arg(long)]
     https: bool,
+    /// Where the device keeps the frames it recorded (as the writer was given with
+    /// --record-frames): the cell pages show them annotated and as a karyogram.
+    #[arg(long, value_name = "DIR")]
+    frames: Option<PathBuf>,
     /// Files the record keeps (as the writer was given with --record-keep).
     #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N")]
     record_keep: usize,
@@ -48,6 +52,7 @@ pub fn exec(args: ServeArgs) -> Result<ExitCode> {
     let options = RecordOptions { max_bytes: DEFAULT_MAX_BYTES, keep: args.record_keep };
     let mut station = Station::new(args.record.clone(), options, users, sessions);
     station.secure_cookies = args.https;
+    station.frames = args.frames.clone();
     serve(&station, &args.listen, |address| {
         // the one line a supervisor (or a test) waits for
         outln!("review station on http://{address}/ (record {})", args.record.display())
