@@ -54,7 +54,14 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
 
     assert_eq!(http(a, "GET", "/login", None, &[]).status, 200);
     // Nobody without an account reads anything.
-    for path in ["/", "/cell/1", "/cell/1/karyogram.png", &format!("/case/{case_seq}")] {
+    for path in [
+        "/",
+        "/live",
+        "/cell/1",
+        "/cell/1/karyogram.png",
+        &format!("/case/{case_seq}"),
+        &format!("/case/{case_seq}/report"),
+    ] {
         let r = http(a, "GET", path, None, &[]);
         assert_eq!((r.status, r.headers.get("location").map(String::as_str)), (303, Some("/login")), "{path}");
     }
@@ -80,6 +87,17 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     assert!(page.body.contains(&format!("<img src=\"/cell/{}/karyogram.png\"", cell["seq"])));
     png("annotated.png");
     let karyogram_as_recorded = png("karyogram.png");
+    // The live view is the newest cell, reloading itself.
+    let newest_cell = recorded.iter().filter(|l| l["kind"] == "cell").last().unwrap()["seq"].clone();
+    let live = http(a, "GET", "/live", Some(&ana), &[]).body;
+    assert!(live.contains("http-equiv=\"refresh\"") && live.contains(&format!("Live: cell {newest_cell}")), "{live}");
+    // The printable report says it is not signed, and shows the model and every cell's karyogram.
+    let report_path = format!("/case/{case_seq}/report");
+    let report = http(a, "GET", &report_path, Some(&ana), &[]).body;
+    assert!(report.contains("Not signed") && report.contains(recorded[0]["model_sha256"].as_str().unwrap()));
+    for cell in recorded.iter().filter(|l| l["kind"] == "cell") {
+        assert!(report.contains(&format!("<img src=\"/cell/{}/karyogram.png\"", cell["seq"])), "{report}");
+    }
 
     // Routes only: no path leaves them, and numbers are written one way.
     for path in
@@ -163,6 +181,9 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     assert_eq!(case_signoff["frame_sha256"].as_array().unwrap().len(), 3);
     assert_eq!(&lines[..recorded.len()], &recorded[..], "nothing earlier was rewritten");
     assert!(http(a, "GET", &format!("/cell/{}", cell["seq"]), Some(&ana), &[]).body.contains("confirmed by ana"));
+    let report = http(a, "GET", &report_path, Some(&ben), &[]).body;
+    assert!(!report.contains("Not signed") && report.contains("Signed <b>confirmed</b> by <b>ana</b>"), "{report}");
+    assert!(report.contains(&format!("karyotype <b>45,{sex},-{label}</b>")) && report.contains("(corrected by ana)"));
 
     // Logged out: the session is gone.
     assert_eq!(http(a, "POST", "/logout", Some(&ana), &[("csrf", &token)]).status, 303);

@@ -35,6 +35,8 @@ struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     origin: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    frame_sha256: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     karyotype: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     verdict: Option<Value>,
@@ -50,6 +52,10 @@ struct Summary {
     reviewer: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     decision: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iscn: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    comment: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     classes: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +135,12 @@ pub struct Review {
     pub reviewer: String,
     #[serde(flatten)]
     pub corrected: correct::Corrected,
+}
+
+/// The cell a case's frame was recorded as: the latest cell line before the case with that
+/// frame's sha256.
+pub fn cell_of_frame<'a>(entries: &'a [Entry], case_seq: u64, frame_sha256: &Value) -> Option<&'a Entry> {
+    entries.iter().rev().find(|e| e.kind == "cell" && e.seq < case_seq && e.line["frame_sha256"] == *frame_sha256)
 }
 
 /// The latest review of `kind` number `seq` among `entries`.

@@ -6,13 +6,14 @@ use serde_json::Value;
 use super::accounts::{Role, Session};
 use super::correct::NOT_A_CHROMOSOME;
 use super::server::current_classes;
-use super::{latest_review, Entry};
+use super::{cell_of_frame, latest_review, Entry};
 use crate::tools::karyogram::CLASS_NAMES;
 
 const STYLE: &str = "body{font:15px/1.4 sans-serif;margin:1.5em;max-width:70em}table{border-collapse:collapse}\
 td,th{border:1px solid #bbb;padding:.25em .5em;text-align:left;vertical-align:top}\
 .abnormal{color:#a00}.indeterminate{color:#a60}.normal{color:#060}header{display:flex;gap:1em;align-items:center}\
-header form{margin-left:auto}img{max-width:100%;height:auto}@media print{header form,form.signoff{display:none}body{margin:0}}";
+header form{margin-left:auto}img{max-width:100%;height:auto}section.cell{margin-top:1.5em}\
+@media print{header,form,.screen{display:none}body{margin:0;max-width:none}section.cell{break-inside:avoid}}";
 
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -38,9 +39,29 @@ fn text(v: &Value) -> String {
 }
 
 pub fn page(title: &str, session: Option<&Session>, body: &str) -> String {
+    page_with_head(title, session, body, "")
+}
+
+/// The live view: the newest cell's page, reloaded by the browser every few seconds (no script).
+pub fn live(entries: &[Entry], newest: Option<&Entry>, pictures: bool, session: &Session) -> String {
+    let refresh = "<meta http-equiv=\"refresh\" content=\"5\">";
+    let Some(cell) = newest else {
+        return page_with_head("Live: no cell recorded yet", Some(session), "", refresh);
+    };
+    let title = format!("Live: cell {}", cell.seq);
+    let body = format!(
+        "<p class=\"screen\">The newest cell the device recorded, reloaded every 5 s. \
+         <a href=\"/cell/{}\">Open it to correct or sign</a> (this page reloads under a half-filled form).</p>{}",
+        cell.seq,
+        entry_body(entries, cell, pictures, session, false)
+    );
+    page_with_head(&title, Some(session), &body, refresh)
+}
+
+fn page_with_head(title: &str, session: Option<&Session>, body: &str, head: &str) -> String {
     let header = match session {
         Some(s) => format!(
-            "<header><a href=\"/\">karyoscreen review</a><span>{} ({})</span>\
+            "<header><a href=\"/\">karyoscreen review</a><a href=\"/live\">live</a><span>{} ({})</span>\
              <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button>Log out</button></form></header>",
             escape(&s.user),
@@ -51,7 +72,7 @@ pub fn page(title: &str, session: Option<&Session>, body: &str) -> String {
     };
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head>\
-         <body>{header}<h1>{}</h1>{body}<p><small>A screening aid: every call needs a person's sign-off.</small></p></body></html>",
+         {head}<body>{header}<h1>{}</h1>{body}<p><small>A screening aid: every call needs a person's sign-off.</small></p></body></html>",
         escape(title),
         escape(title)
     )
@@ -135,6 +156,12 @@ pub fn index(entries: &[Entry], session: &Session) -> String {
 
 /// A cell or case page; `pictures`: the cell's frame can be drawn.
 pub fn entry(entries: &[Entry], e: &Entry, pictures: bool, session: &Session) -> String {
+    let title = format!("{} {}", if e.kind == "cell" { "Cell" } else { "Case" }, e.seq);
+    page(&title, Some(session), &entry_body(entries, e, pictures, session, true))
+}
+
+/// What a cell or case page shows; with `forms`, a reviewer's correction and sign-off forms.
+fn entry_body(entries: &[Entry], e: &Entry, pictures: bool, session: &Session, forms: bool) -> String {
     let l = &e.line;
     let mut body = format!(
         "<p>Recorded {} by model {} (sha256 {}).</p><p>Karyotype <b>{}</b>, verdict <b class=\"{}\">{}</b>.</p><ul>",
@@ -168,7 +195,7 @@ pub fn entry(entries: &[Entry], e: &Entry, pictures: bool, session: &Session) ->
         }
         body += "</ul>";
     }
-    let reviewer = session.role == Role::Reviewer;
+    let reviewer = forms && session.role == Role::Reviewer;
     if e.kind == "cell" {
         body += &format!("<p>Frame {} (sha256 {}).</p>", text(&l["origin"]), text(&l["frame_sha256"]));
         body += &if pictures {
@@ -224,9 +251,16 @@ pub fn entry(entries: &[Entry], e: &Entry, pictures: bool, session: &Session) ->
             body += "<p><button>Record corrections and recompute</button></p></form>";
         }
     } else {
-        body += "<table><tr><th>Frame</th><th>sha256</th></tr>";
+        body += &format!("<p class=\"screen\"><a href=\"/case/{}/report\">Printable case report</a></p>", e.seq);
+        body += "<table><tr><th>Frame</th><th>sha256</th><th>Cell</th></tr>";
         for f in l["frames"].as_array().into_iter().flatten() {
-            body += &format!("<tr><td>{}</td><td>{}</td></tr>", text(&f["origin"]), text(&f["frame_sha256"]));
+            let cell = cell_of_frame(entries, e.seq, &f["frame_sha256"])
+                .map_or("not in the record".to_string(), |c| format!("<a href=\"/cell/{0}\">cell {0}</a>", c.seq));
+            body += &format!(
+                "<tr><td>{}</td><td>{}</td><td>{cell}</td></tr>",
+                text(&f["origin"]),
+                text(&f["frame_sha256"])
+            );
         }
         body += "</table>";
     }
@@ -257,7 +291,74 @@ pub fn entry(entries: &[Entry], e: &Entry, pictures: bool, session: &Session) ->
             user = escape(&session.user)
         );
     }
-    page(&format!("{} {}", if e.kind == "cell" { "Cell" } else { "Case" }, e.seq), Some(session), &body)
+    body
+}
+
+/// The printable case report: the sign-off (or that there is none), the device's reading with
+/// its model, and every cell of the case with its reading as reviewed and its karyogram.
+/// `pictures` says whether a cell's frame can be drawn.
+pub fn case_report(entries: &[Entry], case: &Entry, pictures: impl Fn(&Value) -> bool, session: &Session) -> String {
+    let l = &case.line;
+    let mut body = String::new();
+    let signoffs: Vec<&Entry> = signoffs_of(entries, "case", case.seq).collect();
+    if signoffs.is_empty() {
+        body += "<p class=\"abnormal\"><b>Not signed.</b> This is not a result until a reviewer signs the case.</p>";
+    }
+    for s in signoffs {
+        let s = &s.line;
+        body += &format!(
+            "<p>Signed <b>{}</b> by <b>{}</b> on {}: karyotype <b>{}</b>. {}</p>",
+            text(&s["decision"]),
+            text(&s["reviewer"]),
+            time(&s["time_unix_ms"]),
+            text(&s["iscn"]),
+            text(&s["comment"])
+        );
+    }
+    body += &format!(
+        "<table><tr><th>Case</th><td>record line {}, {}</td></tr>\
+         <tr><th>Device's reading</th><td>karyotype {}, verdict <span class=\"{}\">{}</span></td></tr>\
+         <tr><th>Reasons</th><td>{}</td></tr><tr><th>Model</th><td>{}, sha256 {}</td></tr></table>",
+        case.seq,
+        time(&l["time_unix_ms"]),
+        text(&l["karyotype"]),
+        text(&l["verdict"]),
+        text(&l["verdict"]),
+        l["reasons"].as_array().map(|r| r.iter().map(text).collect::<Vec<_>>().join("<br>")).unwrap_or_default(),
+        text(&l["model"]),
+        text(&l["model_sha256"])
+    );
+    for (i, frame) in l["frames"].as_array().into_iter().flatten().enumerate() {
+        body += &format!("<section class=\"cell\"><h2>Cell {}: {}</h2>", i + 1, text(&frame["origin"]));
+        let Some(cell) = cell_of_frame(entries, case.seq, &frame["frame_sha256"]) else {
+            body += "<p>This frame's cell is no longer in the record (rotated away).</p></section>";
+            continue;
+        };
+        let reading = latest_review(entries, "cell", cell.seq).map_or(&cell.line, |r| &r.line);
+        let reviewed = if reading.get("reviewer").is_some() {
+            format!(" (corrected by {})", text(&reading["reviewer"]))
+        } else {
+            String::new()
+        };
+        let signed: Vec<String> = signoffs_of(entries, "cell", cell.seq)
+            .map(|s| format!("{} by {}", text(&s.line["decision"]), text(&s.line["reviewer"])))
+            .collect();
+        body += &format!(
+            "<p>Record line {}: karyotype <b>{}</b>, verdict <span class=\"{}\">{}</span>{reviewed}; {}.</p>",
+            cell.seq,
+            text(&reading["karyotype"]),
+            text(&reading["verdict"]),
+            text(&reading["verdict"]),
+            if signed.is_empty() { "cell not signed".to_string() } else { signed.join(", ") }
+        );
+        body += &if pictures(&cell.line) {
+            format!("<img src=\"/cell/{}/karyogram.png\" alt=\"karyogram of cell {}\">", cell.seq, i + 1)
+        } else {
+            "<p>No karyogram: the frame was not kept.</p>".to_string()
+        };
+        body += "</section>";
+    }
+    page(&format!("Case report, case {}", case.seq), Some(session), &body)
 }
 
 #[cfg(test)]

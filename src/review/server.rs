@@ -8,6 +8,8 @@
 //! | `GET /`: cases and cells, newest first | logged in |
 //! | `GET /cell/N`, `GET /case/N` | logged in |
 //! | `GET /cell/N/annotated.png`, `GET /cell/N/karyogram.png`: drawn with the current classes | logged in |
+//! | `GET /case/N/report`: printable, with every cell's karyogram | logged in |
+//! | `GET /live`: the newest cell, reloaded every 5 s | logged in |
 //! | `POST /cell/N/review`: corrected classes, karyotype recomputed | reviewer, with the session's CSRF token |
 //! | `POST /cell/N/signoff`, `POST /case/N/signoff` | reviewer, with the session's CSRF token |
 //! | `POST /logout` | logged in, with the CSRF token |
@@ -135,6 +137,26 @@ impl Station {
                         let pictures = frame_file(&e.line, self.frames.as_deref()).is_some();
                         let entries = read_record(&self.record, self.options.keep)?;
                         Reply::html(200, pages::entry(&entries, &e, pictures, &session))
+                    }
+                    None => Reply::message(404, "No such record", Some(&session)),
+                })
+            }
+            ("GET", ["live"]) => {
+                let entries = read_record(&self.record, self.options.keep)?;
+                let newest = entries.iter().rev().find(|e| e.kind == "cell");
+                let newest = match newest {
+                    Some(e) => read_entry(&self.record, self.options.keep, "cell", e.seq)?,
+                    None => None,
+                };
+                let pictures = newest.as_ref().is_some_and(|e| frame_file(&e.line, self.frames.as_deref()).is_some());
+                Ok(Reply::html(200, pages::live(&entries, newest.as_ref(), pictures, &session)))
+            }
+            ("GET", ["case", n, "report"]) if seq(n).is_some() => {
+                Ok(match read_entry(&self.record, self.options.keep, "case", seq(n).unwrap_or_default())? {
+                    Some(case) => {
+                        let entries = read_record(&self.record, self.options.keep)?;
+                        let pictures = |cell: &serde_json::Value| frame_file(cell, self.frames.as_deref()).is_some();
+                        Reply::html(200, pages::case_report(&entries, &case, pictures, &session))
                     }
                     None => Reply::message(404, "No such record", Some(&session)),
                 })
