@@ -88,7 +88,7 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     png("annotated.png");
     let karyogram_as_recorded = png("karyogram.png");
     // The live view is the newest cell, reloading itself.
-    let newest_cell = recorded.iter().filter(|l| l["kind"] == "cell").last().unwrap()["seq"].clone();
+    let newest_cell = recorded.iter().rev().find(|l| l["kind"] == "cell").unwrap()["seq"].clone();
     let live = http(a, "GET", "/live", Some(&ana), &[]).body;
     assert!(live.contains("http-equiv=\"refresh\"") && live.contains(&format!("Live: cell {newest_cell}")), "{live}");
     // The printable report says it is not signed, and shows the model and every cell's karyogram.
