@@ -189,3 +189,43 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     assert_eq!(http(a, "POST", "/logout", Some(&ana), &[("csrf", &token)]).status, 303);
     assert_eq!(http(a, "GET", "/", Some(&ana), &[]).status, 303);
 }
+
+#[test]
+fn the_board_profile_switches_the_station_on_and_sets_its_address() {
+    let dir = scratch("serve", "profile");
+    let users = dir.join("users.json");
+    add_user(&users, "ana", "reviewer", "ana's long password");
+    let profile = dir.join("board.toml");
+    let generic = include_str!("../boards/generic.toml");
+    let serve = |profile: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_karyoscreen"))
+            .args(["serve", "--record", dir.join("record.jsonl").to_str().unwrap(), "--users"])
+            .arg(&users)
+            .arg("--config")
+            .arg(profile)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Off, as shipped: says so and exits 0 (the service stays inactive).
+    std::fs::write(&profile, generic).unwrap();
+    let off = serve(&profile).wait_with_output().unwrap();
+    assert!(off.status.success());
+    assert!(String::from_utf8_lossy(&off.stdout).contains("off in"), "{}", String::from_utf8_lossy(&off.stdout));
+    // On, at the profile's address, behind a TLS proxy: the session cookie is Secure.
+    let on = generic
+        .replace("enabled = false", "enabled = true")
+        .replace("listen = \"0.0.0.0:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("https = false", "https = true");
+    assert_ne!(on, generic);
+    std::fs::write(&profile, on).unwrap();
+    let mut station = serve(&profile);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(station.stdout.take().unwrap()), &mut ready).unwrap();
+    let address = ready.split("http://").nth(1).expect(&ready).split('/').next().unwrap().to_string();
+    let r = http(&address, "POST", "/login", None, &[("name", "ana"), ("password", "ana's long password")]);
+    station.kill().unwrap();
+    station.wait().unwrap();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    assert!(r.headers["set-cookie"].contains("; Secure"), "{:?}", r.headers);
+}

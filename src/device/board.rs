@@ -30,6 +30,35 @@ pub struct Board {
     pub gpio: GpioConfig,
     pub leds: LedLines,
     pub camera: CameraConfig,
+    #[serde(default)]
+    pub review: ReviewConfig,
+}
+
+/// The review station on this board: `karyoscreen-review.service` runs `serve --config` with
+/// the profile, and serves only when the integrator has turned it on here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// Off unless turned on: it opens a port on the lab network.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "ReviewConfig::default_listen")]
+    pub listen: String,
+    /// Reached through a TLS proxy: the session cookie is marked Secure.
+    #[serde(default)]
+    pub https: bool,
+}
+
+impl ReviewConfig {
+    fn default_listen() -> String {
+        "127.0.0.1:8080".to_string()
+    }
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        ReviewConfig { enabled: false, listen: ReviewConfig::default_listen(), https: false }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -132,6 +161,9 @@ impl Board {
             }
             seen.push((led.name(), key));
         }
+        if self.review.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("review listen {:?} is not an ADDRESS:PORT such as 0.0.0.0:8080", self.review.listen));
+        }
         let c = &self.camera;
         if !(16..=8192).contains(&c.width) || !(16..=8192).contains(&c.height) {
             return Err(format!("camera size {}x{} is outside 16..8192", c.width, c.height));
@@ -162,6 +194,8 @@ mod tests {
         assert!(err.contains("share GPIO17"), "{err}");
         let err = Board::parse(&pi4.replace("width = 1280", "width = 0"), "x.toml").unwrap_err().to_string();
         assert!(err.contains("camera size"), "{err}");
+        let err = Board::parse(&pi4.replace("listen = \"0.0.0.0:8080\"", "listen = \"lab-pc\""), "x.toml").unwrap_err();
+        assert!(err.to_string().contains("review listen \"lab-pc\""), "{err}");
         let err = Board::parse(&format!("{pi4}\nbogus = 1\n"), "x.toml").unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
         assert!(Board::built_in("toaster").unwrap_err().to_string().contains("raspberry-pi-4"));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 
+use karyoscreen::device::board::Board;
 use karyoscreen::integrity::record::{RecordOptions, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
 use karyoscreen::review::accounts::{Role, Sessions, Users};
 use karyoscreen::review::server::{serve, Station};
@@ -24,8 +25,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     users: PathBuf,
     /// Address and port to listen on; 127.0.0.1 keeps it to this machine (a proxy in front).
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
-    listen: String,
+    /// Default: the profile's `[review] listen` with --config, else 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// A board profile whose `[review]` table turns the station on (`enabled = true`; when it is
+    /// off, serve says so and exits 0) and gives `listen` and `https`: the board service's switch.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Minutes of inactivity that end a session.
     #[arg(long, default_value_t = 30, value_name = "MIN")]
     idle_minutes: u64,
@@ -45,15 +51,26 @@ pub struct ServeArgs {
 }
 
 pub fn exec(args: ServeArgs) -> Result<ExitCode> {
+    let (listen, https) = match &args.config {
+        Some(path) => {
+            let review = Board::load(path)?.review;
+            if !review.enabled {
+                outln!("review station: off in {} ([review] enabled = false); nothing served", path.display())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            (args.listen.clone().unwrap_or(review.listen), args.https || review.https)
+        }
+        None => (args.listen.clone().unwrap_or_else(|| "127.0.0.1:8080".to_string()), args.https),
+    };
     let users = Users::load(&args.users)?;
     ensure!(args.idle_minutes > 0, "--idle-minutes must be at least 1");
     let sessions =
         Sessions::new(Duration::from_secs(60 * args.idle_minutes), Duration::from_secs(3600 * args.session_hours))?;
     let options = RecordOptions { max_bytes: DEFAULT_MAX_BYTES, keep: args.record_keep };
     let mut station = Station::new(args.record.clone(), options, users, sessions);
-    station.secure_cookies = args.https;
+    station.secure_cookies = https;
     station.frames = args.frames.clone();
-    serve(&station, &args.listen, |address| {
+    serve(&station, &listen, |address| {
         // the one line a supervisor (or a test) waits for
         outln!("review station on http://{address}/ (record {})", args.record.display())
     })?;
