@@ -163,6 +163,52 @@ fn a_reviewer_signs_a_cell_and_a_case_and_everyone_else_is_refused() {
     assert!(r.status == 404 && r.body.contains("sha256 differs"), "{}", r.body);
     std::fs::write(&kept_frame, original).unwrap();
 
+    // A cut: another object in two across the middle of its box, then the parts merged back.
+    let keep = if dropped == 1 { 2 } else { 1 };
+    let b = &objects[keep - 1]["bbox"];
+    let (x, y, w, h) = (
+        b["x"].as_i64().unwrap(),
+        b["y"].as_i64().unwrap(),
+        b["width"].as_i64().unwrap(),
+        b["height"].as_i64().unwrap(),
+    );
+    let (left, right, middle) = ((x - 5).to_string(), (x + w + 5).to_string(), (y + h / 2).to_string());
+    let object = keep.to_string();
+    let cut = [
+        ("csrf", token.as_str()),
+        ("object", &object),
+        ("x1", &left),
+        ("y1", &middle),
+        ("x2", &right),
+        ("y2", &middle),
+    ];
+    let cut_path = format!("/cell/{}/cut", cell["seq"]);
+    assert_eq!(
+        http(a, "POST", &cut_path, Some(&ben), &[&[("csrf", ben_token.as_str())], &cut[1..]].concat()).status,
+        403
+    );
+    let far = [("csrf", token.as_str()), ("object", &object), ("x1", "0"), ("y1", "0"), ("x2", "1"), ("y2", "0")];
+    let missed = http(a, "POST", &cut_path, Some(&ana), &far);
+    assert!(missed.status == 400 && missed.body.contains("does not cut"), "{}", missed.body);
+    assert_eq!(http(a, "POST", &cut_path, Some(&ana), &cut).status, 303);
+    let cut_review = record_lines(&record).pop().unwrap();
+    assert_eq!(cut_review["objects"].as_array().unwrap().len(), objects.len() + 1);
+    assert!(cut_review["edit"].as_str().unwrap().starts_with(&format!("object {keep} cut in two")), "{cut_review}");
+    assert!(cut_review["karyotype"].as_str().unwrap().starts_with(&format!("46,{sex},")), "{cut_review}");
+    let (part, next) = (keep.to_string(), (keep + 1).to_string());
+    let label_kept = objects[keep - 1]["label"].as_str().unwrap();
+    let merge = [("csrf", token.as_str()), ("a", &part), ("b", &next), ("label", label_kept)];
+    assert_eq!(http(a, "POST", &format!("/cell/{}/merge", cell["seq"]), Some(&ana), &merge).status, 303);
+    let review = record_lines(&record).pop().unwrap();
+    assert_eq!(review["objects"].as_array().unwrap().len(), objects.len());
+    assert_eq!(
+        review["objects"][keep - 1]["bbox"],
+        objects[keep - 1]["bbox"],
+        "the parts' boxes join into the object's"
+    );
+    assert_eq!(review["karyotype"].as_str().unwrap(), format!("45,{sex},-{label}"));
+    let lines_before = lines_before + 2;
+
     // Signed: a cell (its corrected reading), then the case.
     assert_eq!(sign(&ana, &cell_path, &token).status, 303);
     assert_eq!(sign(&ana, &format!("/case/{case_seq}/signoff"), &token).status, 303);

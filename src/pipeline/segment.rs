@@ -25,7 +25,7 @@ const SPLIT_AREA: f64 = 2.5;
 /// Pixels of background kept around each object's box.
 const CROP_PAD: u32 = 3;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BBox {
     pub x: u32,
     pub y: u32,

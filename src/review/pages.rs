@@ -4,8 +4,9 @@
 use serde_json::Value;
 
 use super::accounts::{Role, Session};
-use super::correct::NOT_A_CHROMOSOME;
-use super::server::current_classes;
+use anyhow::Result;
+
+use super::correct::{ReviewedObject, NOT_A_CHROMOSOME};
 use super::{cell_of_frame, latest_review, Entry};
 use crate::tools::karyogram::CLASS_NAMES;
 
@@ -43,7 +44,13 @@ pub fn page(title: &str, session: Option<&Session>, body: &str) -> String {
 }
 
 /// The live view: the newest cell's page, reloaded by the browser every few seconds (no script).
-pub fn live(entries: &[Entry], newest: Option<&Entry>, pictures: bool, session: &Session) -> String {
+pub fn live(
+    entries: &[Entry],
+    newest: Option<&Entry>,
+    pictures: bool,
+    objects: Option<Result<Vec<ReviewedObject>>>,
+    session: &Session,
+) -> String {
     let refresh = "<meta http-equiv=\"refresh\" content=\"5\">";
     let Some(cell) = newest else {
         return page_with_head("Live: no cell recorded yet", Some(session), "", refresh);
@@ -53,7 +60,7 @@ pub fn live(entries: &[Entry], newest: Option<&Entry>, pictures: bool, session: 
         "<p class=\"screen\">The newest cell the device recorded, reloaded every 5 s. \
          <a href=\"/cell/{}\">Open it to correct or sign</a> (this page reloads under a half-filled form).</p>{}",
         cell.seq,
-        entry_body(entries, cell, pictures, session, false)
+        entry_body(entries, cell, pictures, objects, session, false)
     );
     page_with_head(&title, Some(session), &body, refresh)
 }
@@ -154,14 +161,28 @@ pub fn index(entries: &[Entry], session: &Session) -> String {
     )
 }
 
-/// A cell or case page; `pictures`: the cell's frame can be drawn.
-pub fn entry(entries: &[Entry], e: &Entry, pictures: bool, session: &Session) -> String {
+/// A cell or case page; `pictures`: the cell's frame can be drawn; `objects`: a cell's objects
+/// as they stand.
+pub fn entry(
+    entries: &[Entry],
+    e: &Entry,
+    pictures: bool,
+    objects: Option<Result<Vec<ReviewedObject>>>,
+    session: &Session,
+) -> String {
     let title = format!("{} {}", if e.kind == "cell" { "Cell" } else { "Case" }, e.seq);
-    page(&title, Some(session), &entry_body(entries, e, pictures, session, true))
+    page(&title, Some(session), &entry_body(entries, e, pictures, objects, session, true))
 }
 
 /// What a cell or case page shows; with `forms`, a reviewer's correction and sign-off forms.
-fn entry_body(entries: &[Entry], e: &Entry, pictures: bool, session: &Session, forms: bool) -> String {
+fn entry_body(
+    entries: &[Entry],
+    e: &Entry,
+    pictures: bool,
+    objects: Option<Result<Vec<ReviewedObject>>>,
+    session: &Session,
+    forms: bool,
+) -> String {
     let l = &e.line;
     let mut body = format!(
         "<p>Recorded {} by model {} (sha256 {}).</p><p>Karyotype <b>{}</b>, verdict <b class=\"{}\">{}</b>.</p><ul>",
@@ -187,6 +208,9 @@ fn entry_body(entries: &[Entry], e: &Entry, pictures: bool, session: &Session, f
             text(&r["verdict"]),
             text(&r["verdict"])
         );
+        if let Some(edit) = r["edit"].as_str() {
+            body += &format!("<li>{}</li>", escape(edit));
+        }
         for c in r["changes"].as_array().into_iter().flatten() {
             body += &format!("<li>object {}: {} &rarr; {}</li>", c["object"], text(&c["from"]), text(&c["to"]));
         }
@@ -211,44 +235,12 @@ fn entry_body(entries: &[Entry], e: &Entry, pictures: bool, session: &Session, f
              so there is no picture.</p>"
                 .to_string()
         };
-        let current = current_classes(l, review.map(|r| &r.line)).unwrap_or_default();
-        if reviewer {
-            body += &format!(
-                "<form method=\"post\" action=\"/cell/{}/review\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-                e.seq, session.csrf
-            );
-        }
-        body += "<table><tr><th>#</th><th>Model's call</th><th>Confidence</th><th>Structure</th><th>Box (x, y, w, h)</th><th>Class now</th></tr>";
-        for (i, o) in l["objects"].as_array().into_iter().flatten().enumerate() {
-            let b = &o["bbox"];
-            let now = current.get(i).cloned().unwrap_or_default();
-            let class_now = if reviewer {
-                let options: String = CLASS_NAMES
-                    .iter()
-                    .copied()
-                    .chain([NOT_A_CHROMOSOME])
-                    .map(|c| format!("<option{}>{}</option>", if c == now { " selected" } else { "" }, escape(c)))
-                    .collect();
-                format!("<select name=\"class_{}\">{options}</select>", i + 1)
-            } else {
-                escape(&now)
-            };
-            body += &format!(
-                "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{} ({:.2})</td><td>{}, {}, {}, {}</td><td>{class_now}</td></tr>",
-                i + 1,
-                text(&o["label"]),
-                o["confidence"].as_f64().unwrap_or(f64::NAN),
-                text(&o["structure"]),
-                o["structure_confidence"].as_f64().unwrap_or(f64::NAN),
-                b["x"],
-                b["y"],
-                b["width"],
-                b["height"]
-            );
-        }
-        body += "</table>";
-        if reviewer {
-            body += "<p><button>Record corrections and recompute</button></p></form>";
+        match objects.unwrap_or_else(|| Err(anyhow::anyhow!("not given"))) {
+            Ok(objects) => body += &cell_objects(l, &objects, e.seq, reviewer.then_some(session)),
+            Err(e) => {
+                body +=
+                    &format!("<p class=\"abnormal\">The cell's objects cannot be read: {}</p>", escape(&e.to_string()))
+            }
         }
     } else {
         body += &format!("<p class=\"screen\"><a href=\"/case/{}/report\">Printable case report</a></p>", e.seq);
@@ -289,6 +281,85 @@ fn entry_body(entries: &[Entry], e: &Entry, pictures: bool, session: &Session, f
             csrf = session.csrf,
             iscn = text(review.map_or(&l["karyotype"], |r| &r.line["karyotype"])),
             user = escape(&session.user)
+        );
+    }
+    body
+}
+
+fn class_options(selected: &str, with_not_a_chromosome: bool) -> String {
+    let extra: &[&str] = if with_not_a_chromosome { &[NOT_A_CHROMOSOME] } else { &[] };
+    CLASS_NAMES
+        .iter()
+        .chain(extra)
+        .map(|c| format!("<option{}>{}</option>", if *c == selected { " selected" } else { "" }, escape(c)))
+        .collect()
+}
+
+/// A cell's objects as they stand (numbered as the forms number them), with the model's call
+/// for each recorded object still whole; for a reviewer (`session`), the class, merge and cut
+/// forms.
+fn cell_objects(cell: &Value, objects: &[ReviewedObject], seq: u64, session: Option<&Session>) -> String {
+    let form = |action: &str, s: &Session| {
+        format!(
+            "<form method=\"post\" action=\"/cell/{seq}/{action}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            s.csrf
+        )
+    };
+    let mut body = session.map(|s| form("review", s)).unwrap_or_default();
+    body += "<table><tr><th>#</th><th>Recorded object</th><th>Model's call</th><th>Confidence</th><th>Structure</th>\
+             <th>Box (x, y, w, h)</th><th>Class now</th></tr>";
+    for (i, o) in objects.iter().enumerate() {
+        let from: Vec<String> = o.from.iter().map(usize::to_string).collect();
+        let made_of = match (&o.cut, from.len()) {
+            (Some([x1, y1, x2, y2]), _) => format!("part of {} cut ({x1}, {y1})-({x2}, {y2})", from.join(" + ")),
+            (None, 1) => from[0].clone(),
+            (None, _) => format!("{} merged", from.join(" + ")),
+        };
+        let model = &cell["objects"][o.from[0].saturating_sub(1)];
+        let call = if o.from.len() == 1 && o.cut.is_none() {
+            format!(
+                "<td>{}</td><td>{:.2}</td><td>{} ({:.2})</td>",
+                text(&model["label"]),
+                model["confidence"].as_f64().unwrap_or(f64::NAN),
+                text(&model["structure"]),
+                model["structure_confidence"].as_f64().unwrap_or(f64::NAN)
+            )
+        } else {
+            "<td colspan=\"3\">a reviewer's object</td>".to_string()
+        };
+        let class_now = match session {
+            Some(_) => format!("<select name=\"class_{}\">{}</select>", i + 1, class_options(&o.label, true)),
+            None => escape(&o.label),
+        };
+        let b = o.bbox;
+        body += &format!(
+            "<tr><td>{}</td><td>{made_of}</td>{call}<td>{}, {}, {}, {}</td><td>{class_now}</td></tr>",
+            i + 1,
+            b.x,
+            b.y,
+            b.width,
+            b.height
+        );
+    }
+    body += "</table>";
+    if let Some(s) = session {
+        let number = |name: &str| format!("<input name=\"{name}\" type=\"number\" min=\"0\" required size=\"5\">");
+        body += &format!(
+            "<p><button>Record corrections and recompute</button></p></form>\
+             {merge}<p>Merge object {a} with object {b} as <select name=\"label\">{classes}</select> \
+             <button>Merge and recompute</button></p></form>\
+             {cut}<p>Cut object {object} in two along the line from ({x1}, {y1}) to ({x2}, {y2}) \
+             (frame pixels, as the boxes) <button>Cut and recompute</button></p></form>",
+            merge = form("merge", s),
+            a = number("a"),
+            b = number("b"),
+            classes = class_options("1", false),
+            cut = form("cut", s),
+            object = number("object"),
+            x1 = number("x1"),
+            y1 = number("y1"),
+            x2 = number("x2"),
+            y2 = number("y2"),
         );
     }
     body

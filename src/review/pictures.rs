@@ -1,5 +1,5 @@
 //! The cell page's pictures: the annotated frame and the karyogram, drawn by the code that draws
-//! `analyze --report`, from the recorded cell with the reviewer's current classes. The frame is
+//! `analyze --report`, from the recorded cell with the objects as the latest review left them. The frame is
 //! the one kept beside the record (`--record-frames`) or, failing that, the file the cell was
 //! read from; either is used only if its pixels still have the recorded sha256.
 
@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use super::correct;
+use super::correct::{self, ReviewedObject, NOT_A_CHROMOSOME};
 use crate::device::capture::load_frame;
 use crate::integrity::frame_store::kept_frame;
 use crate::integrity::record::frame_sha256;
 use crate::pipeline::decide::Thresholds;
-use crate::pipeline::CellResult;
+use crate::pipeline::{CellResult, ObjectResult};
 use crate::tools::report::{annotated, karyogram};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,39 +29,38 @@ pub fn frame_file(cell: &Value, kept: Option<&Path>) -> Option<PathBuf> {
         .or_else(|| cell["origin"].as_str().map(PathBuf::from).filter(|p| p.is_file()))
 }
 
-/// The cell as the reviewer has it now: objects marked not a chromosome left out, moved ones
-/// relabelled, karyotype, verdict and reasons recomputed.
-fn as_reviewed(cell: &Value, classes: &[String]) -> Result<CellResult> {
+/// The cell as the reviewer has it now: its objects, karyotype, verdict and reasons as the
+/// review line records them (as recorded when nothing was corrected).
+fn as_reviewed(cell: &Value, objects: &[ReviewedObject]) -> Result<CellResult> {
     let mut result: CellResult = serde_json::from_value(cell.clone()).context("the recorded cell cannot be read")?;
-    let (kept, changes) = correct::apply(correct::calls(cell)?, classes)?;
-    let mut objects = Vec::with_capacity(kept.len());
-    for (i, call) in kept {
-        let mut object = result.objects.get(i).context("the cell's objects and calls differ")?.clone();
-        object.call = call;
-        objects.push(object);
+    let recorded = correct::objects_now(cell, None)?;
+    if recorded == objects {
+        return Ok(result);
     }
-    if !changes.is_empty() {
-        // what the review line records for these classes
-        let corrected = correct::recompute(cell, classes)?;
-        result.verdict = serde_json::from_value(Value::from(corrected.verdict))?;
-        result.karyotype = corrected.karyotype;
-        result.karyotype_determined = true;
-        result.reasons = corrected.reasons;
-    }
-    result.count = objects.len();
-    result.objects = objects;
+    let corrected = correct::recompute(cell, &recorded, objects.to_vec(), None)?;
+    let calls = correct::calls_now(&correct::calls(cell)?, objects)?;
+    let kept = objects.iter().filter(|o| o.label != NOT_A_CHROMOSOME);
+    result.objects = kept
+        .zip(calls)
+        .map(|(o, call)| ObjectResult { bbox: o.bbox, split_from: None, call, mask: Vec::new() })
+        .collect();
+    result.count = result.objects.len();
+    result.verdict = serde_json::from_value(Value::from(corrected.verdict))?;
+    result.karyotype = corrected.karyotype;
+    result.karyotype_determined = true;
+    result.reasons = corrected.reasons;
     Ok(result)
 }
 
 /// `picture` of the recorded `cell` with `classes`, drawn on the frame in `frame`, as PNG.
-pub fn render(cell: &Value, classes: &[String], frame: &Path, picture: Picture) -> Result<Vec<u8>> {
+pub fn render(cell: &Value, objects: &[ReviewedObject], frame: &Path, picture: Picture) -> Result<Vec<u8>> {
     let image = load_frame(frame)?.image;
     if Some(frame_sha256(&image).as_str()) != cell["frame_sha256"].as_str() {
         bail!("{}: the frame's pixels are not the ones recorded (sha256 differs)", frame.display());
     }
     let limits: Thresholds =
         serde_json::from_value(cell["thresholds"].clone()).context("the cell's recorded limits cannot be read")?;
-    let result = as_reviewed(cell, classes)?;
+    let result = as_reviewed(cell, objects)?;
     let drawn = match picture {
         Picture::Annotated => annotated(&image, &result, &limits),
         Picture::Karyogram => karyogram(&image, &result, &limits),

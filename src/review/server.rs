@@ -10,7 +10,7 @@
 //! | `GET /cell/N/annotated.png`, `GET /cell/N/karyogram.png`: drawn with the current classes | logged in |
 //! | `GET /case/N/report`: printable, with every cell's karyogram | logged in |
 //! | `GET /live`: the newest cell, reloaded every 5 s | logged in |
-//! | `POST /cell/N/review`: corrected classes, karyotype recomputed | reviewer, with the session's CSRF token |
+//! | `POST /cell/N/review`, `/merge`, `/cut`: corrected classes, two objects merged, one cut in two; karyotype recomputed | reviewer, with the session's CSRF token |
 //! | `POST /cell/N/signoff`, `POST /case/N/signoff` | reviewer, with the session's CSRF token |
 //! | `POST /logout` | logged in, with the CSRF token |
 
@@ -22,8 +22,9 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 
 use super::accounts::{same_token, Role, Session, Sessions, Users};
+use super::correct::{objects_now, ReviewedObject};
 use super::pictures::{frame_file, render, Picture};
-use super::{correct, latest_review, pages, read_entry, read_record, Review, Signoff};
+use super::{correct, latest_review, pages, read_entry, read_record, Entry, Review, Signoff};
 use crate::integrity::record::{RecordOptions, Recorder};
 
 const COOKIE: &str = "ks_session";
@@ -136,7 +137,8 @@ impl Station {
                     Some(e) => {
                         let pictures = frame_file(&e.line, self.frames.as_deref()).is_some();
                         let entries = read_record(&self.record, self.options.keep)?;
-                        Reply::html(200, pages::entry(&entries, &e, pictures, &session))
+                        let objects = if e.kind == "cell" { Some(self.objects_of(&e, &entries)) } else { None };
+                        Reply::html(200, pages::entry(&entries, &e, pictures, objects, &session))
                     }
                     None => Reply::message(404, "No such record", Some(&session)),
                 })
@@ -149,7 +151,8 @@ impl Station {
                     None => None,
                 };
                 let pictures = newest.as_ref().is_some_and(|e| frame_file(&e.line, self.frames.as_deref()).is_some());
-                Ok(Reply::html(200, pages::live(&entries, newest.as_ref(), pictures, &session)))
+                let objects = newest.as_ref().map(|e| self.objects_of(e, &entries));
+                Ok(Reply::html(200, pages::live(&entries, newest.as_ref(), pictures, objects, &session)))
             }
             ("GET", ["case", n, "report"]) if seq(n).is_some() => {
                 Ok(match read_entry(&self.record, self.options.keep, "case", seq(n).unwrap_or_default())? {
@@ -165,7 +168,9 @@ impl Station {
                 let picture = if *name == "annotated.png" { Picture::Annotated } else { Picture::Karyogram };
                 self.picture(seq(n).unwrap_or_default(), picture, &session)
             }
-            ("POST", [kind @ ("cell" | "case"), n, action @ ("signoff" | "review")]) if seq(n).is_some() => {
+            ("POST", [kind @ ("cell" | "case"), n, action @ ("signoff" | "review" | "merge" | "cut")])
+                if seq(n).is_some() =>
+            {
                 if session.role != Role::Reviewer {
                     return Ok(Reply::message(
                         403,
@@ -175,7 +180,7 @@ impl Station {
                 }
                 match *action {
                     "signoff" => self.sign(request, &session, kind, seq(n).unwrap_or_default()),
-                    _ if *kind == "cell" => self.correct(request, &session, seq(n).unwrap_or_default()),
+                    _ if *kind == "cell" => self.correct(request, &session, seq(n).unwrap_or_default(), action),
                     _ => Ok(Reply::message(404, "A case is corrected through its cells", Some(&session))),
                 }
             }
@@ -189,6 +194,16 @@ impl Station {
         }
     }
 
+    /// A cell's objects as its latest review left them (that review's whole line: the
+    /// summaries do not carry objects).
+    fn objects_of(&self, cell: &Entry, entries: &[Entry]) -> Result<Vec<ReviewedObject>> {
+        let review = match latest_review(entries, "cell", cell.seq) {
+            Some(r) => read_entry(&self.record, self.options.keep, "review", r.seq)?,
+            None => None,
+        };
+        objects_now(&cell.line, review.as_ref().map(|r| &r.line))
+    }
+
     fn picture(&self, seq: u64, picture: Picture, session: &Session) -> Result<Reply> {
         let Some(cell) = read_entry(&self.record, self.options.keep, "cell", seq)? else {
             return Ok(Reply::message(404, "No such record", Some(session)));
@@ -197,8 +212,8 @@ impl Station {
             return Ok(Reply::message(404, "The frame of this cell was not kept", Some(session)));
         };
         let entries = read_record(&self.record, self.options.keep)?;
-        let classes = current_classes(&cell.line, latest_review(&entries, "cell", seq).map(|r| &r.line))?;
-        Ok(match render(&cell.line, &classes, &frame, picture) {
+        let objects = self.objects_of(&cell, &entries)?;
+        Ok(match render(&cell.line, &objects, &frame, picture) {
             Ok(png) => Reply::png(png),
             Err(e) => Reply::message(404, &format!("No picture: {e:#}"), Some(session)),
         })
@@ -252,22 +267,49 @@ impl Station {
         self.append("signoff", &signoff, &format!("/{kind}/{seq}"), session)
     }
 
-    /// The reviewer's class for every object of the cell (`class_1`, `class_2`, … in the form;
-    /// an object the form leaves out keeps its current class), recomputed and recorded.
-    fn correct(&self, request: &Request, session: &Session, seq: u64) -> Result<Reply> {
+    /// A correction of a cell, recomputed and recorded: `review` sets every object's class
+    /// (`class_1`, `class_2`, … in the form; one left out keeps its class), `merge` joins
+    /// objects `a` and `b` as class `label`, `cut` cuts object `object` along the line
+    /// `x1,y1`–`x2,y2` (frame pixels). Objects are numbered as the cell page shows them now.
+    fn correct(&self, request: &Request, session: &Session, seq: u64, action: &str) -> Result<Reply> {
         let Some(cell) = read_entry(&self.record, self.options.keep, "cell", seq)? else {
             return Ok(Reply::message(404, "No such record", Some(session)));
         };
         let entries = read_record(&self.record, self.options.keep)?;
-        let current = current_classes(&cell.line, latest_review(&entries, "cell", seq).map(|r| &r.line))?;
-        let classes: Vec<String> = current
-            .iter()
-            .enumerate()
-            .map(|(i, c)| request.form.get(&format!("class_{}", i + 1)).cloned().unwrap_or_else(|| c.clone()))
-            .collect();
-        let corrected = match correct::recompute(&cell.line, &classes) {
+        let before = self.objects_of(&cell, &entries)?;
+        let field = |k: &str| request.form.get(k).map(|v| v.trim()).unwrap_or("");
+        let number = |k: &str| field(k).parse::<i64>().map_err(|_| anyhow::anyhow!("{k} must be a whole number"));
+        let index = |k: &str| -> Result<usize> {
+            let n = number(k)?;
+            anyhow::ensure!((1..=before.len() as i64).contains(&n), "{k}: there is no object {n}");
+            Ok(n as usize - 1)
+        };
+        let edited = match action {
+            "merge" => index("a").and_then(|a| {
+                let b = index("b")?;
+                let label = field("label").to_string();
+                let objects = correct::merge(&before, a, b, &label)?;
+                Ok((objects, Some(format!("objects {} and {} merged into one, {label}", a + 1, b + 1))))
+            }),
+            "cut" => index("object").and_then(|k| {
+                let line = [number("x1")?, number("y1")?, number("x2")?, number("y2")?];
+                let objects = correct::cut(&before, k, line)?;
+                let [x1, y1, x2, y2] = line;
+                Ok((objects, Some(format!("object {} cut in two along ({x1}, {y1})-({x2}, {y2})", k + 1))))
+            }),
+            _ => {
+                let classes: Vec<String> = before
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| request.form.get(&format!("class_{}", i + 1)).cloned().unwrap_or(o.label.clone()))
+                    .collect();
+                correct::relabel(&before, &classes).map(|objects| (objects, None))
+            }
+        };
+        let corrected = match edited.and_then(|(objects, edit)| correct::recompute(&cell.line, &before, objects, edit))
+        {
             Ok(c) => c,
-            Err(e) => return Ok(Reply::message(400, &format!("Not recorded: {e}"), Some(session))),
+            Err(e) => return Ok(Reply::message(400, &format!("Not recorded: {e:#}"), Some(session))),
         };
         let review = Review {
             of_kind: "cell".into(),
@@ -293,15 +335,6 @@ impl Station {
             Err(e) => Ok(Reply::message(503, &format!("Not recorded: {e:#}. Try again."), Some(session))),
         }
     }
-}
-
-/// Each object's class now: the latest review's, else as recorded.
-pub fn current_classes(cell: &serde_json::Value, review: Option<&serde_json::Value>) -> Result<Vec<String>> {
-    let recorded: Vec<String> = correct::calls(cell)?.into_iter().map(|c| c.label).collect();
-    let reviewed = review
-        .and_then(|r| r["classes"].as_array())
-        .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect::<Vec<_>>());
-    Ok(reviewed.filter(|r| r.len() == recorded.len()).unwrap_or(recorded))
 }
 
 /// `application/x-www-form-urlencoded` -> fields (the last of a repeated name wins).
