@@ -114,6 +114,21 @@ impl Driver {
         self.command("GET", "/source", None).as_str().unwrap().to_string()
     }
 
+    /// Waits for the image `css` to have loaded (under the page's content security policy);
+    /// -> its width in pixels.
+    fn loaded_width(&self, css: &str) -> u64 {
+        let id = self.find(css);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let width = self.command("GET", &format!("/element/{id}/property/naturalWidth"), None).as_u64();
+            match width {
+                Some(w) if w > 0 => return w,
+                _ => assert!(Instant::now() < deadline, "{css} never loaded"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits for the page to hold `text`: a click that submits a form returns before the next
     /// page has loaded.
     fn wait_for(&self, text: &str) {
@@ -158,6 +173,9 @@ fn a_reviewer_corrects_a_cell_and_signs_the_case_in_a_browser() {
 
     // Open the cell and move its first object to another class.
     browser.click(&format!("a[href='/cell/{}']", cell["seq"]));
+    for picture in ["annotated", "karyogram"] {
+        assert!(browser.loaded_width(&format!("img[src='/cell/{}/{picture}.png']", cell["seq"])) >= 400);
+    }
     let from = cell["objects"][0]["label"].as_str().unwrap();
     let to = if from == "1" { "2" } else { "1" };
     browser.click(&format!("select[name=class_1] option:nth-child({})", to.parse::<usize>().unwrap()));
