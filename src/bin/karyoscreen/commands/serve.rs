@@ -101,8 +101,7 @@ pub enum RoleArg {
 pub fn user(action: UserCommand) -> Result<ExitCode> {
     match action {
         UserCommand::Add { name, role, users } => {
-            let mut password = String::new();
-            std::io::stdin().lock().read_line(&mut password).context("cannot read the password from standard input")?;
+            let password = read_password()?;
             let role = match role {
                 RoleArg::Reviewer => Role::Reviewer,
                 RoleArg::Viewer => Role::Viewer,
@@ -112,4 +111,27 @@ pub fn user(action: UserCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line from standard input; on a terminal it asks for it and does not echo it.
+fn read_password() -> Result<String> {
+    let stdin = std::io::stdin();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stdin);
+    // SAFETY: termios calls on our own standard input, restored before returning.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    let terminal = unsafe { libc::isatty(fd) == 1 && libc::tcgetattr(fd, &mut saved) == 0 };
+    if terminal {
+        eprint!("password: ");
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    let mut password = String::new();
+    let read = stdin.lock().read_line(&mut password);
+    if terminal {
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+        eprintln!();
+    }
+    read.context("cannot read the password from standard input")?;
+    Ok(password)
 }
