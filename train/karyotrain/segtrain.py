@@ -30,8 +30,8 @@ SPEC = "karyoscreen-seg-v1"
 PATCH = 256
 OPSET = 13
 # The device's instance cutting (docs/segmentation.md), chosen on the val frames with
-# `karyoscreen eval-frames` over min_core_pixels 3..16 x min_object_pixels 40..400.
-INSTANCES = dict(min_core_pixels=10, min_object_pixels=150)
+# `karyoscreen eval-frames` over min_core_pixels 3..16 x min_object_pixels 30..150.
+INSTANCES = dict(min_core_pixels=14, min_object_pixels=50)
 
 
 def conv(cin, cout, stride=1):
