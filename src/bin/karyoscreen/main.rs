@@ -72,6 +72,21 @@ fn keep_frame_buffers() {
     }
 }
 
+/// The review station: every block of 128 KiB or more (argon2's 19 MiB, a picture's buffers) is
+/// mapped on its own and unmapped when freed, so that it idles at a few MB between requests. A
+/// fixed threshold stops glibc from raising it to the size of the first large block freed,
+/// after which such blocks would stay in the heap.
+#[cfg(target_env = "gnu")]
+fn return_large_buffers() {
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn return_large_buffers() {}
+
 /// musl's allocator has no such knobs: the static musl build (every board's binary) allocates
 /// through mimalloc instead, which keeps freed pages for the next frame (figures in
 /// docs/performance.md).
@@ -110,9 +125,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The review station analyses no frames: its few MB idle matter more than frame buffers
-    // (an argon2 check alone takes 19 MiB, handed back at once only with glibc's defaults).
-    if !matches!(cli.command, Command::Serve(_) | Command::User(_)) {
+    // The review station analyses no frames: its few MB idle matter more than frame buffers.
+    if matches!(cli.command, Command::Serve(_)) {
+        return_large_buffers();
+    } else if !matches!(cli.command, Command::User(_)) {
         keep_frame_buffers();
     }
     if !matches!(cli.command, Command::Run(_) | Command::Serve(_)) {
