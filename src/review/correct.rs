@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::pipeline::analyse::{karyotype, Call};
-use crate::pipeline::decide::{decide, Thresholds};
+use crate::pipeline::decide::{decide, Decision, Thresholds};
 use crate::pipeline::segment::BBox;
 use crate::tools::karyogram::CLASS_NAMES;
 
@@ -192,21 +192,28 @@ pub fn recompute(
     } else {
         Vec::new()
     };
-    let labels: Vec<String> = CLASS_NAMES.iter().map(|l| l.to_string()).collect();
-    let limits: Thresholds =
-        serde_json::from_value(cell["thresholds"].clone()).context("the cell's recorded limits cannot be read")?;
-    let unresolved = cell["unresolved"].as_u64().unwrap_or(0) as usize;
-    let found = karyotype(&calls, &labels);
-    let decision = decide(&found, &calls, unresolved, &limits);
+    let (karyotype, decision) = read(cell, &calls)?;
     Ok(Corrected {
         edit,
         changes,
         classes: objects.iter().map(|o| o.label.clone()).collect(),
         objects,
-        karyotype: found.iscn,
+        karyotype,
         verdict: decision.verdict.to_string(),
         reasons: decision.reasons,
     })
+}
+
+/// The device's reading of `calls` with the limits recorded with the cell: the karyotype (ISCN)
+/// and the decision.
+pub fn read(cell: &Value, calls: &[Call]) -> Result<(String, Decision)> {
+    let labels: Vec<String> = CLASS_NAMES.iter().map(|l| l.to_string()).collect();
+    let limits: Thresholds =
+        serde_json::from_value(cell["thresholds"].clone()).context("the cell's recorded limits cannot be read")?;
+    let unresolved = cell["unresolved"].as_u64().unwrap_or(0) as usize;
+    let found = karyotype(calls, &labels);
+    let decision = decide(&found, calls, unresolved, &limits);
+    Ok((found.iscn, decision))
 }
 
 #[cfg(test)]

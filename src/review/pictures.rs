@@ -29,30 +29,30 @@ pub fn frame_file(cell: &Value, kept: Option<&Path>) -> Option<PathBuf> {
         .or_else(|| cell["origin"].as_str().map(PathBuf::from).filter(|p| p.is_file()))
 }
 
-/// The cell as the reviewer has it now: its objects, karyotype, verdict and reasons as the
-/// review line records them (as recorded when nothing was corrected).
+/// The cell as the reviewer has it now: its objects, and the karyotype, verdict and reasons the
+/// device's analysis reads from them (as recorded when nothing was corrected).
 fn as_reviewed(cell: &Value, objects: &[ReviewedObject]) -> Result<CellResult> {
     let mut result: CellResult = serde_json::from_value(cell.clone()).context("the recorded cell cannot be read")?;
     let recorded = correct::objects_now(cell, None)?;
     if recorded == objects {
         return Ok(result);
     }
-    let corrected = correct::recompute(cell, &recorded, objects.to_vec(), None)?;
     let calls = correct::calls_now(&correct::calls(cell)?, objects)?;
+    let (karyotype, decision) = correct::read(cell, &calls)?;
     let kept = objects.iter().filter(|o| o.label != NOT_A_CHROMOSOME);
     result.objects = kept
         .zip(calls)
         .map(|(o, call)| ObjectResult { bbox: o.bbox, split_from: None, call, mask: Vec::new() })
         .collect();
     result.count = result.objects.len();
-    result.verdict = serde_json::from_value(Value::from(corrected.verdict))?;
-    result.karyotype = corrected.karyotype;
+    result.verdict = decision.verdict;
+    result.karyotype = karyotype;
     result.karyotype_determined = true;
-    result.reasons = corrected.reasons;
+    result.reasons = decision.reasons;
     Ok(result)
 }
 
-/// `picture` of the recorded `cell` with `classes`, drawn on the frame in `frame`, as PNG.
+/// `picture` of the recorded `cell` with `objects`, drawn on the frame in `frame`, as PNG.
 pub fn render(cell: &Value, objects: &[ReviewedObject], frame: &Path, picture: Picture) -> Result<Vec<u8>> {
     let image = load_frame(frame)?.image;
     if Some(frame_sha256(&image).as_str()) != cell["frame_sha256"].as_str() {
