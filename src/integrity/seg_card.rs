@@ -44,12 +44,15 @@ pub struct SegPreprocessing {
     pub high_per_mille: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SegInstances {
     /// Core components with fewer map cells are not markers.
     pub min_core_pixels: usize,
     /// Instances smaller than this many frame pixels are debris.
     pub min_object_pixels: usize,
+    /// A cell is core where the core logit is above this (cards before it have none: 0).
+    #[serde(default)]
+    pub core_logit: f32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,10 +140,13 @@ impl SegCard {
             ));
         }
         let i = &self.instances;
-        if !(1..=100_000).contains(&i.min_core_pixels) || !(1..=1_000_000).contains(&i.min_object_pixels) {
+        if !(1..=100_000).contains(&i.min_core_pixels)
+            || !(1..=1_000_000).contains(&i.min_object_pixels)
+            || !(-20.0..=20.0).contains(&i.core_logit)
+        {
             return Err(format!(
-                "instances min_core_pixels {} (1..=100000), min_object_pixels {} (1..=1000000)",
-                i.min_core_pixels, i.min_object_pixels
+                "instances min_core_pixels {} (1..=100000), min_object_pixels {} (1..=1000000), core_logit {} (-20..=20)",
+                i.min_core_pixels, i.min_object_pixels, i.core_logit
             ));
         }
         Ok(())
@@ -166,6 +172,7 @@ mod tests {
         let card = SegCard::parse(CARD, "s.onnx").unwrap();
         assert_eq!(card.preprocessing.max_side, 1024);
         assert_eq!(card.instances.min_object_pixels, 40);
+        assert_eq!(card.instances.core_logit, 0.0, "a card without core_logit keeps the plain sign rule");
         for (from, to, says) in [
             ("\"max_side\": 1024", "\"max_side\": 0", "max_side"),
             ("\"multiple_of\": 16", "\"multiple_of\": 7", "multiple_of"),
@@ -174,6 +181,7 @@ mod tests {
             ("\"core\", \"overlap\"", "\"overlap\", \"core\"", "channels"),
             ("karyoscreen-seg-v1", "karyoscreen-seg-v9", "spec"),
             ("\"min_core_pixels\": 3", "\"min_core_pixels\": 0", "min_core_pixels"),
+            ("\"min_object_pixels\": 40", "\"min_object_pixels\": 40, \"core_logit\": 99", "core_logit"),
             ("\"polarity_threshold\": 128", "\"polarity_threshold\": 300", "not valid"),
         ] {
             let text = CARD.replacen(from, to, 1);

@@ -4,7 +4,8 @@ per chromosome: training data for the learned segmenter (karyotrain.segtrain).
 Unlike karyotrain.compose (chromosomes kept apart, for end-to-end checks), a spread here is a
 cluster: chromosomes touch side by side and end to end, some cross (overlap pixels belong to both
 masks), some are bent; interphase nuclei, debris, uneven illumination, defocus, noise, low
-contrast and JPEG compression come on top, in either polarity. Frames are made at the scale the
+contrast, a mottled background and JPEG compression come on top, in either polarity; a fifth
+of the spreads are close-ups whose chromosomes are up to 230 px long. Frames are made at the scale the
 segmenter sees (after its integer downscale), so chromosome lengths are drawn in that scale.
 
 Targets at the maps' stride (segprep.STRIDE): chromosome (any mask), core (a chromosome's
@@ -95,12 +96,34 @@ def nucleus(rng, size):
     return (body * texture).astype(np.float32)
 
 
+def mottle(shape, median_length, rng):
+    """A stained, uneven background (cytoplasm and stain left round a spread): a faint smooth
+    texture about a chromosome's width across, with up to a few hundred blotches no wider than
+    a chromosome; none of it is a chromosome."""
+    h, w = shape
+    width = max(3, median_length / 5)
+    out = np.clip(smooth_field(shape, int(width * rng.uniform(0.5, 2)), rng), 0, 1) * rng.uniform(0.03, 0.15)
+    for _ in range(int(rng.integers(20, 300))):
+        r = width * rng.uniform(0.1, 0.6)
+        y, x = rng.uniform(0, h), rng.uniform(0, w)
+        reach = int(3 * r) + 1
+        y0, y1, x0, x1 = max(0, int(y) - reach), min(h, int(y) + reach + 1), max(0, int(x) - reach), min(w, int(x) + reach + 1)
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        blotch = np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / r ** 2) * rng.uniform(0.1, 0.45)
+        out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], blotch)
+    return out.astype(np.float32)
+
+
 def spread(pieces, rng, width=None, height=None):
     """-> (frame u8, masks [(y, x, bool array)] one per chromosome, at its place, dark_on_light)."""
-    width = width or int(rng.choice([512, 640, 768, 896, 1024]))
+    # a fifth are close-ups (a microscope's high-power field): chromosomes 70-120 px at the
+    # segmenter's scale, so the frame must be large enough to hold the spread
+    close_up = rng.random() < 0.2
+    median_length = rng.uniform(70, 120) if close_up else rng.uniform(14, 70)
+    width = width or int(rng.choice([768, 896, 1024] if close_up else [512, 640, 768, 896, 1024]))
     height = height or int(width * rng.uniform(0.7, 0.8)) // 2 * 2
     n = int(rng.integers(38, 52)) if rng.random() < 0.85 else int(rng.integers(8, 38))
-    median_length = rng.uniform(14, 70)
+    pale = rng.uniform(0.4, 0.7)      # the faintest chromosome's gain in this spread
     ink = np.zeros((height, width), np.float32)
     owners = np.zeros((height, width), np.int16)      # last owner, for the placement checks
     masks = []
@@ -132,7 +155,7 @@ def spread(pieces, rng, width=None, height=None):
                     break
         else:
             continue
-        ink[y:y + h, x:x + w] += p * rng.uniform(0.7, 1.2)
+        ink[y:y + h, x:x + w] += p * rng.uniform(pale, 1.2)
         owners[y:y + h, x:x + w][m] = len(masks) + 1
         masks.append((y, x, m))
     ink = np.clip(ink, 0, 255) / 255.0
@@ -151,6 +174,8 @@ def spread(pieces, rng, width=None, height=None):
         sl = (slice(max(0, int(y - 4)), int(y + 5)), slice(max(0, int(x - 4)), int(x + 5)))
         d = ((yy[sl[0]] - y) ** 2 + (xx[:, sl[1]] - x) ** 2) / r ** 2
         clutter[sl] = np.maximum(clutter[sl], np.exp(-d) * rng.uniform(0.2, 0.9))
+    if rng.random() < 0.3:
+        clutter = np.maximum(clutter, mottle(ink.shape, median_length, rng))
     signal = np.clip(ink + clutter, 0, 1)  # a chromosome on a nucleus shows on top of it
     if rng.random() < 0.7:
         signal = ndimage.gaussian_filter(signal, rng.uniform(0.3, 1.8))

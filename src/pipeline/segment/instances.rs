@@ -3,7 +3,7 @@
 //! [`Segmentation`] the classic segmenter gives:
 //!
 //! - `fg` = chromosome logit > 0; `overlap` = fg and overlap logit > 0; `core` = fg, not overlap,
-//!   core logit > 0;
+//!   core logit > `core_logit`;
 //! - markers: 8-connected core components of at least `min_core_cells` cells;
 //! - every fg cell outside the overlap goes to a marker by flooding through fg (nearest by
 //!   8-connected steps; at equal steps the cell of higher core logit first, then the stronger
@@ -41,6 +41,8 @@ pub struct InstanceParams {
     pub min_core_cells: usize,
     /// Instances covering fewer frame pixels are debris.
     pub min_object_pixels: usize,
+    /// Core where the core logit is above this.
+    pub core_logit: f32,
     /// Frame pixels per map cell side (stride × block-mean factor).
     pub cell: u32,
     /// The frame's size, which the cells' blocks are clipped to.
@@ -123,7 +125,7 @@ pub fn cut(maps: &Maps, params: &InstanceParams) -> Cut {
     let n = w * h;
     let fg: Vec<bool> = maps.chromosome.iter().map(|&v| v > 0.0).collect();
     let over: Vec<bool> = (0..n).map(|i| fg[i] && maps.overlap[i] > 0.0).collect();
-    let core: Vec<bool> = (0..n).map(|i| fg[i] && !over[i] && maps.core[i] > 0.0).collect();
+    let core: Vec<bool> = (0..n).map(|i| fg[i] && !over[i] && maps.core[i] > params.core_logit).collect();
 
     // Markers, numbered from 1; 0 = no instance.
     let mut label = vec![0u32; n];
@@ -345,6 +347,7 @@ mod tests {
         InstanceParams {
             min_core_cells: 3,
             min_object_pixels: 40,
+            core_logit: 0.0,
             cell,
             frame: (m.width as u32 * cell, m.height as u32 * cell),
         }
@@ -389,6 +392,31 @@ mod tests {
             cut.instances.iter().map(Vec::len).sum::<usize>(),
             m.chromosome.iter().filter(|&&v| v > 0.0).count()
         );
+    }
+
+    #[test]
+    fn a_weak_core_bridge_joins_two_rods_only_under_the_core_threshold() {
+        let mut m = maps(&[
+            "..........",
+            ".######...",
+            ".#cccc#...",
+            ".#cccc#...",
+            ".##cc##...",
+            "..#cc#....",
+            ".##cc##...",
+            ".#cccc#...",
+            ".#cccc#...",
+            ".######...",
+            "..........",
+        ]);
+        for i in [43, 44, 53, 54, 63, 64] {
+            m.core[i] = 0.5; // the bridge: core, but less sure than the rods' middles
+        }
+        let loose = InstanceParams { min_core_cells: 2, ..params(&m, 4) };
+        assert_eq!(cut(&m, &loose).instances.len(), 1, "{:#?}", picture(&cut(&m, &loose)));
+        let strict = InstanceParams { core_logit: 1.0, ..loose };
+        let two = cut(&m, &strict);
+        assert_eq!(two.instances.len(), 2, "{:#?}", picture(&two));
     }
 
     #[test]

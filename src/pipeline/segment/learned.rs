@@ -259,6 +259,7 @@ impl Segmenter {
         let params = InstanceParams {
             min_core_cells: self.card.instances.min_core_pixels,
             min_object_pixels: self.card.instances.min_object_pixels,
+            core_logit: self.card.instances.core_logit,
             cell,
             frame: frame.dimensions(),
         };
