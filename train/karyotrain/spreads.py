@@ -114,11 +114,13 @@ def mottle(shape, median_length, rng):
     return out.astype(np.float32)
 
 
-def spread(pieces, rng, width=None, height=None):
-    """-> (frame u8, masks [(y, x, bool array)] one per chromosome, at its place, dark_on_light)."""
-    # a fifth are close-ups (a microscope's high-power field): chromosomes 70-120 px at the
+def spread(pieces, rng, width=None, height=None, close_up=None):
+    """-> (frame u8, masks [(y, x, bool array)] one per chromosome, at its place, dark_on_light).
+    `close_up` None: drawn (a fifth are)."""
+    # a close-up (a microscope's high-power field) has chromosomes 70-120 px long at the
     # segmenter's scale, so the frame must be large enough to hold the spread
-    close_up = rng.random() < 0.2
+    drawn = rng.random() < 0.2
+    close_up = drawn if close_up is None else close_up
     median_length = rng.uniform(70, 120) if close_up else rng.uniform(14, 70)
     width = width or int(rng.choice([768, 896, 1024] if close_up else [512, 640, 768, 896, 1024]))
     height = height or int(width * rng.uniform(0.7, 0.8)) // 2 * 2
@@ -259,3 +261,42 @@ def labelmap_class_instances(labels):
                 ys, xs = np.nonzero(full)
                 masks.append((c, ys.min(), xs.min(), full[ys.min():ys.max() + 1, xs.min():xs.max() + 1]))
     return masks
+
+
+def main(argv=None):
+    """Spreads from one set's crops of one split, laid out as a frames set (frames.csv, ann/ with
+    one box per chromosome) for `karyoscreen eval-frames`: a check of the segmenter on spreads it
+    was not trained on, close-ups included (its training spreads come from the train crops)."""
+    import argparse
+    import json
+    from .compose import check_out_dir, write_frames_layout
+    ap = argparse.ArgumentParser(description=main.__doc__.split(":")[0])
+    ap.add_argument("--data", required=True, help="a crop set: DIR with labels.csv and images/")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--close-up", action="store_true", help="every spread a close-up")
+    ap.add_argument("--band", default="G", choices=["G", "Q"], help="the band column of frames.csv")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    check_out_dir(args.out)
+    os.makedirs(args.out, exist_ok=True)
+    pieces = load_pieces(args.data, args.split, 1500, args.seed)
+    truth = {}
+    for n in range(args.frames):
+        rng = np.random.default_rng([args.seed, n])
+        frame, masks, _ = spread(pieces, rng, close_up=True if args.close_up else None)
+        name = f"spread{n:03d}"
+        Image.fromarray(frame).save(os.path.join(args.out, name + ".png"))
+        boxes = []
+        for y, x, m in masks:
+            ys, xs = np.nonzero(m)
+            boxes.append([int(x + xs.min()), int(y + ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)])
+        truth[name] = dict(count=len(masks), karyotype="", size=list(frame.shape[::-1]),
+                           objects=[dict(bbox=b, label=None) for b in boxes])
+    write_frames_layout(args.out, truth, args.split, args.band, args.data)
+    print(json.dumps(dict(out=args.out, frames=len(truth), split=args.split, close_up=args.close_up)))
+
+
+if __name__ == "__main__":
+    main()

@@ -89,3 +89,30 @@ def test_expected_copies_read_sex_gains_and_losses():
     assert (c[21], c[1], c[23], c[24]) == (3, 2, 1, 1)
     c = expected_copies("45,X,-7,t(9;22)(q34;q11)")
     assert (c[7], c[9], c[23], c[24]) == (1, 2, 1, 0)
+
+
+def test_a_spreads_set_has_one_box_per_chromosome_of_each_frame(tmp_path):
+    import csv
+    import json
+    from PIL import Image
+    crops = tmp_path / "set"
+    (crops / "images").mkdir(parents=True)
+    with open(crops / "labels.csv", "w") as f:
+        f.write("path,class_name,cell_id,split\n")
+        for i in range(6):
+            rod_image = np.full((40, 24), 235, np.uint8)
+            rod_image[4:36, 8:16] = 60
+            Image.fromarray(rod_image).save(crops / "images" / f"{i}.png")
+            f.write(f"images/{i}.png,{i + 1},c{i // 3},val\n")
+    out = tmp_path / "frames"
+    spreads.main(["--data", str(crops), "--split", "val", "--out", str(out), "--frames", "2", "--close-up"])
+    with open(out / "frames.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    for r in rows:
+        ann = json.loads((out / r["ann"]).read_text())
+        frame = Image.open(out / r["image"])
+        assert int(r["count"]) == ann["count"] == len(ann["instances"]) > 0
+        for inst in ann["instances"]:
+            x, y, w, h = inst["bbox"]
+            assert 0 <= x and 0 <= y and x + w <= frame.width and y + h <= frame.height
