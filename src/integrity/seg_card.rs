@@ -50,9 +50,19 @@ pub struct SegInstances {
     pub min_core_pixels: usize,
     /// Instances smaller than this many frame pixels are debris.
     pub min_object_pixels: usize,
-    /// A cell is core where the core logit is above this (cards before it have none: 0).
+    /// A cell is core where the core logit is above this, by the frame's polarity (cards
+    /// before it have none: 0 for both).
     #[serde(default)]
-    pub core_logit: f32,
+    pub core_logit: CoreLogit,
+}
+
+/// The core map's threshold for each polarity: bright (fluorescent) chromosomes that touch
+/// blur into one another, dark G-band ones pale at bands and centromeres, so one threshold
+/// cannot both split the first and keep the second whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoreLogit {
+    pub light_on_dark: f32,
+    pub dark_on_light: f32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,10 +152,10 @@ impl SegCard {
         let i = &self.instances;
         if !(1..=100_000).contains(&i.min_core_pixels)
             || !(1..=1_000_000).contains(&i.min_object_pixels)
-            || !(-20.0..=20.0).contains(&i.core_logit)
+            || ![i.core_logit.light_on_dark, i.core_logit.dark_on_light].iter().all(|v| (-20.0..=20.0).contains(v))
         {
             return Err(format!(
-                "instances min_core_pixels {} (1..=100000), min_object_pixels {} (1..=1000000), core_logit {} (-20..=20)",
+                "instances min_core_pixels {} (1..=100000), min_object_pixels {} (1..=1000000), core_logit {:?} (-20..=20)",
                 i.min_core_pixels, i.min_object_pixels, i.core_logit
             ));
         }
@@ -172,7 +182,7 @@ mod tests {
         let card = SegCard::parse(CARD, "s.onnx").unwrap();
         assert_eq!(card.preprocessing.max_side, 1024);
         assert_eq!(card.instances.min_object_pixels, 40);
-        assert_eq!(card.instances.core_logit, 0.0, "a card without core_logit keeps the plain sign rule");
+        assert_eq!(card.instances.core_logit, CoreLogit::default(), "a card without core_logit keeps the sign rule");
         for (from, to, says) in [
             ("\"max_side\": 1024", "\"max_side\": 0", "max_side"),
             ("\"multiple_of\": 16", "\"multiple_of\": 7", "multiple_of"),
@@ -181,7 +191,12 @@ mod tests {
             ("\"core\", \"overlap\"", "\"overlap\", \"core\"", "channels"),
             ("karyoscreen-seg-v1", "karyoscreen-seg-v9", "spec"),
             ("\"min_core_pixels\": 3", "\"min_core_pixels\": 0", "min_core_pixels"),
-            ("\"min_object_pixels\": 40", "\"min_object_pixels\": 40, \"core_logit\": 99", "core_logit"),
+            (
+                "\"min_object_pixels\": 40",
+                "\"min_object_pixels\": 40, \"core_logit\": {\"light_on_dark\": 99, \"dark_on_light\": 0}",
+                "core_logit",
+            ),
+            ("\"min_object_pixels\": 40", "\"min_object_pixels\": 40, \"core_logit\": 1", "CoreLogit"),
             ("\"polarity_threshold\": 128", "\"polarity_threshold\": 300", "not valid"),
         ] {
             let text = CARD.replacen(from, to, 1);

@@ -30,8 +30,10 @@ SPEC = "karyoscreen-seg-v1"
 PATCH = 256
 OPSET = 13
 # The device's instance cutting (docs/segmentation.md), chosen on the val frames with
-# `karyoscreen eval-frames` over min_core_pixels 3..16 x min_object_pixels 30..150.
-INSTANCES = dict(min_core_pixels=14, min_object_pixels=50)
+# `karyoscreen eval-frames`: core_logit.light_on_dark -1..2 x min_core_pixels 4..20 x
+# min_object_pixels 30..80 on frames_bioimlab_q and frames_adir_dapi; dark_on_light stays 0 (no
+# val frames of touching G-band chromosomes to weigh a split against a merge).
+INSTANCES = dict(min_core_pixels=8, min_object_pixels=50, core_logit=dict(light_on_dark=1.0, dark_on_light=0.0))
 
 
 def conv(cin, cout, stride=1):
@@ -173,10 +175,11 @@ def predict(model, gray):
     return maps[:, :-(-h // STRIDE), :-(-w // STRIDE)]
 
 
-def count_markers(maps, min_core=3):
-    """Objects as the device counts them, roughly: core components (crossings not paired)."""
+def count_markers(maps, min_core=INSTANCES["min_core_pixels"], core_logit=INSTANCES["core_logit"]["light_on_dark"]):
+    """Objects as the device counts them on a fluorescent frame (all the real val frames are),
+    roughly: core components (crossings not paired)."""
     fg = maps[0] > 0
-    core = fg & (maps[1] > 0) & ~(maps[2] > 0)
+    core = fg & (maps[1] > core_logit) & ~(maps[2] > 0)
     lab, n = ndimage.label(core, structure=np.ones((3, 3)))
     if n == 0:
         return 0
@@ -247,6 +250,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", help="start from this exported segmenter (.onnx) instead of random weights")
+    ap.add_argument("--keep-steps", action="store_true",
+                    help="also export every evaluated checkpoint as OUT-steps/step-N.onnx, to choose among on the device")
     args = ap.parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -289,6 +294,11 @@ def main(argv=None):
             ev = evaluate(model, args.data, "val")
             log.append(dict(step=step, val=ev))
             print(json.dumps(log[-1]), flush=True)
+            if args.keep_steps:
+                steps_dir = os.path.splitext(args.out)[0] + "-steps"
+                os.makedirs(steps_dir, exist_ok=True)
+                export(model, os.path.join(steps_dir, f"step-{step}.onnx"), dict(metrics=dict(val=ev)))
+                model.train()
             if best is None or score(ev) < best[0]:
                 best = (score(ev), step, ev, {k: v.clone() for k, v in model.state_dict().items()})
     model.load_state_dict(best[3])

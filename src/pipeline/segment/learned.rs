@@ -259,7 +259,10 @@ impl Segmenter {
         let params = InstanceParams {
             min_core_cells: self.card.instances.min_core_pixels,
             min_object_pixels: self.card.instances.min_object_pixels,
-            core_logit: self.card.instances.core_logit,
+            core_logit: match input.polarity {
+                Polarity::LightOnDark => self.card.instances.core_logit.light_on_dark,
+                Polarity::DarkOnLight => self.card.instances.core_logit.dark_on_light,
+            },
             cell,
             frame: frame.dimensions(),
         };
