@@ -119,7 +119,7 @@ def spread(pieces, rng, width=None, height=None, close_up=None):
     `close_up` None: drawn (a fifth are)."""
     # a close-up (a microscope's high-power field) has chromosomes 70-120 px long at the
     # segmenter's scale, so the frame must be large enough to hold the spread
-    drawn = rng.random() < 0.2
+    drawn = rng.random() < 0.2          # drawn even when given, so the later draws stay the same
     close_up = drawn if close_up is None else close_up
     median_length = rng.uniform(70, 120) if close_up else rng.uniform(14, 70)
     width = width or int(rng.choice([768, 896, 1024] if close_up else [512, 640, 768, 896, 1024]))

@@ -409,8 +409,9 @@ mod tests {
             ".######...",
             "..........",
         ]);
-        for i in [43, 44, 53, 54, 63, 64] {
-            m.core[i] = 0.5; // the bridge: core, but less sure than the rods' middles
+        // the bridge (rows 4-6, columns 3-4): core, but less sure than the rods' middles
+        for (y, x) in (4..=6).flat_map(|y| (3..=4).map(move |x| (y, x))) {
+            m.core[y * m.width + x] = 0.5;
         }
         let loose = InstanceParams { min_core_cells: 2, ..params(&m, 4) };
         assert_eq!(cut(&m, &loose).instances.len(), 1, "{:#?}", picture(&cut(&m, &loose)));
