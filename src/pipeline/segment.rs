@@ -10,6 +10,8 @@ pub mod instances;
 mod label;
 #[cfg(feature = "inference")]
 pub mod learned;
+#[cfg(feature = "inference")]
+mod set_aside;
 mod split;
 
 use crate::pipeline::preprocess::{border_median, detect_polarity, otsu_from_histogram, Polarity};

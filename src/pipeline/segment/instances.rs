@@ -75,7 +75,7 @@ fn neighbours(i: usize, w: usize, h: usize) -> impl Iterator<Item = usize> {
 
 /// 8-connected components of the cells where `inside` holds, each as its ascending cells, in
 /// raster order of their first cell.
-fn components(w: usize, h: usize, inside: impl Fn(usize) -> bool) -> Vec<Vec<usize>> {
+pub(super) fn components(w: usize, h: usize, inside: impl Fn(usize) -> bool) -> Vec<Vec<usize>> {
     let mut seen = vec![false; w * h];
     let mut out = Vec::new();
     for start in 0..w * h {

@@ -16,6 +16,7 @@ use image::GrayImage;
 use tract_onnx::prelude::*;
 
 use super::instances::{self, InstanceParams, Maps};
+use super::set_aside::{cell_brightness, set_aside};
 use super::Segmentation;
 use crate::integrity::bundle::{Bundle, Trust};
 use crate::integrity::card::sha256_hex;
@@ -266,8 +267,11 @@ impl Segmenter {
             cell,
             frame: frame.dimensions(),
         };
-        let cut = instances::cut(&maps, &params);
-        let segmentation = instances::segmentation(frame, input.polarity, &cut, cell);
+        let mut cut = instances::cut(&maps, &params);
+        let brightness = cell_brightness(&input.pixels, input.padded.0, SEG_STRIDE as usize, (maps.width, maps.height));
+        let aside = set_aside(&mut cut, &brightness);
+        let mut segmentation = instances::segmentation(frame, input.polarity, &cut, cell);
+        segmentation.nuclei = aside.nuclei;
         Ok((segmentation, SegTimings { preprocess_ms, network_ms, instances_ms: ms(clock) }))
     }
 }
