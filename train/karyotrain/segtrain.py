@@ -31,8 +31,9 @@ PATCH = 256
 OPSET = 13
 # The device's instance cutting (docs/segmentation.md), chosen on the val frames with
 # `karyoscreen eval-frames`: core_logit.light_on_dark -1..2 x min_core_pixels 4..20 x
-# min_object_pixels 30..80 on frames_bioimlab_q and frames_adir_dapi; dark_on_light stays 0 (no
-# val frames of touching G-band chromosomes to weigh a split against a merge).
+# min_object_pixels 30..80 on frames_bioimlab_q and frames_adir_dapi; dark_on_light -2, the highest
+# value at which the network breaks no more isolated G-band chromosomes (composed val frames) than
+# the one before it (docs/segmentation.md).
 INSTANCES = dict(min_core_pixels=8, min_object_pixels=50, core_logit=dict(light_on_dark=1.0, dark_on_light=-2.0))
 
 

@@ -269,9 +269,9 @@ impl Segmenter {
         };
         let mut cut = instances::cut(&maps, &params);
         let brightness = cell_brightness(&input.pixels, input.padded.0, SEG_STRIDE as usize, (maps.width, maps.height));
-        let aside = set_aside(&mut cut, &brightness);
+        let nuclei = set_aside(&mut cut, &brightness);
         let mut segmentation = instances::segmentation(frame, input.polarity, &cut, cell);
-        segmentation.nuclei = aside.nuclei;
+        segmentation.nuclei = nuclei;
         Ok((segmentation, SegTimings { preprocess_ms, network_ms, instances_ms: ms(clock) }))
     }
 }

@@ -30,15 +30,6 @@ const RIM_OUTLINE: f64 = 0.25;
 /// Instances dimmer than this share of the median instance's brightness are debris.
 const FAINT: f64 = 0.3;
 
-/// What was set aside.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SetAside {
-    /// Nucleus regions found on the frame.
-    pub nuclei: usize,
-    /// Instances removed as faint debris.
-    pub faint: usize,
-}
-
 /// Each map cell's brightness on 0–255: the mean of the network input's `stride × stride`
 /// block under it (`input` is `wp` wide; the map is `w × h`).
 pub fn cell_brightness(input: &[f32], wp: usize, stride: usize, (w, h): (usize, usize)) -> Vec<u8> {
@@ -54,25 +45,23 @@ pub fn cell_brightness(input: &[f32], wp: usize, stride: usize, (w, h): (usize, 
 }
 
 /// Removes nucleus pieces and faint debris from `cut.instances` (the faint ones join
-/// `cut.debris`).
-pub fn set_aside(cut: &mut Cut, brightness: &[u8]) -> SetAside {
+/// `cut.debris`); returns the nuclei found on the frame.
+pub fn set_aside(cut: &mut Cut, brightness: &[u8]) -> usize {
     if cut.instances.is_empty() {
-        return SetAside::default();
+        return 0;
     }
     let mean = |cells: &Vec<usize>| cells.iter().map(|&i| f64::from(brightness[i])).sum::<f64>() / cells.len() as f64;
-    let typical_brightness = median(cut.instances.iter().map(mean).collect());
+    let typical_brightness = upper_median(cut.instances.iter().map(mean).collect());
     let before = cut.instances.len();
     cut.instances.retain(|cells| mean(cells) >= FAINT * typical_brightness);
-    let faint = before - cut.instances.len();
-    cut.debris += faint;
+    cut.debris += before - cut.instances.len();
 
     let (w, h) = (cut.width, cut.height);
-    let typical = median(cut.instances.iter().map(|c| c.len() as f64).collect());
+    let typical = upper_median(cut.instances.iter().map(|c| c.len() as f64).collect());
     let (nucleus, body) = nucleus_regions(cut, brightness, typical);
     let nuclei = nucleus.iter().max().copied().unwrap_or(0) as usize;
     let mut mine = vec![false; w * h];
-    let mut keep = Vec::with_capacity(cut.instances.len());
-    for cells in &cut.instances {
+    cut.instances.retain(|cells| {
         cells.iter().for_each(|&i| mine[i] = true);
         let mut outline: Vec<usize> =
             cells.iter().flat_map(|&i| four_neighbours(i, w, h)).filter(|&j| !mine[j]).collect();
@@ -83,11 +72,9 @@ pub fn set_aside(cut: &mut Cut, brightness: &[u8]) -> SetAside {
         let against_body = outline.iter().filter(|&&j| body[j]).count();
         let rim = 2 * inside >= cells.len() && against_body as f64 >= RIM_OUTLINE * outline.len().max(1) as f64;
         let whole = cells.len() as f64 >= NUCLEUS_AREA as f64 * typical && round_and_filled(cells, w);
-        keep.push(!(rim || whole));
-    }
-    let mut keep = keep.into_iter();
-    cut.instances.retain(|_| keep.next().unwrap_or(true));
-    SetAside { nuclei, faint }
+        !(rim || whole)
+    });
+    nuclei
 }
 
 /// Each cell's nucleus number (from 1) or 0, and whether it is a nucleus' body.
@@ -147,7 +134,9 @@ fn round_and_filled(cells: &[usize], w: usize) -> bool {
     cells.len() as f64 > 0.6 * (bw * bh) as f64 && (bw.max(bh) as f64) < 1.6 * bw.min(bh) as f64
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+/// The upper of the two middle values (not their mean, as `preprocess::median` gives): the
+/// shares above were chosen with it.
+fn upper_median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
@@ -193,7 +182,8 @@ mod tests {
             }
             self
         }
-        fn run(self) -> (SetAside, Cut) {
+        /// The nuclei found and what is left.
+        fn run(self) -> (usize, Cut) {
             let mut cut =
                 Cut { width: W, height: H, fg: self.fg, instances: self.instances, debris: 0, unresolved: Vec::new() };
             (set_aside(&mut cut, &self.brightness), cut)
@@ -219,8 +209,8 @@ mod tests {
         scene.instance(rim, 200);
         // A chromosome touching the nucleus' left edge end on.
         scene.instance((11..13).flat_map(|y| (0..4).map(move |x| y * W + x)).collect(), 150);
-        let (aside, cut) = scene.run();
-        assert_eq!(aside, SetAside { nuclei: 1, faint: 0 });
+        let (nuclei, cut) = scene.run();
+        assert_eq!((nuclei, cut.debris), (1, 0));
         assert_eq!(cut.instances.len(), 9, "the 8 rods and the touching one stay: {:?}", first_cells(&cut));
         assert!(first_cells(&cut).contains(&(0, 11)));
     }
@@ -232,9 +222,8 @@ mod tests {
         for x in (2..22).step_by(2) {
             scene.rod(x, 8, 200);
         }
-        let (aside, cut) = scene.run();
-        assert_eq!(aside, SetAside { nuclei: 0, faint: 0 });
-        assert_eq!(cut.instances.len(), 18);
+        let (nuclei, cut) = scene.run();
+        assert_eq!((nuclei, cut.debris, cut.instances.len()), (0, 0, 18));
     }
 
     #[test]
@@ -242,9 +231,8 @@ mod tests {
         let mut scene = Scene::new().rods();
         scene.rod(4, 4, 40);
         scene.rod(10, 4, 60);
-        let (aside, cut) = scene.run();
-        assert_eq!(aside, SetAside { nuclei: 0, faint: 1 });
-        assert_eq!((cut.instances.len(), cut.debris), (9, 1));
+        let (nuclei, cut) = scene.run();
+        assert_eq!((nuclei, cut.instances.len(), cut.debris), (0, 9, 1));
         assert!(!first_cells(&cut).contains(&(4, 4)) && first_cells(&cut).contains(&(10, 4)));
     }
 
