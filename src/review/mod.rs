@@ -78,33 +78,43 @@ fn for_each_line(path: &Path, keep: usize, mut each: impl FnMut(&str) -> Result<
 
 /// Every line of the record, summarised (see [`Summary`]), in order.
 pub fn read_record(path: &Path, keep: usize) -> Result<Vec<Entry>> {
-    let mut entries = Vec::new();
-    for_each_line(path, keep, |line| {
-        if let Ok(summary) = serde_json::from_str::<Summary>(line) {
-            entries.push(Entry { seq: summary.seq, kind: summary.kind.clone(), line: serde_json::to_value(&summary)? });
-        }
-        Ok(())
-    })?;
-    Ok(entries)
+    Ok(read_record_for(path, keep, "", u64::MAX)?.entries)
 }
 
-/// The whole line of `kind` number `seq`, if the record holds it.
-pub fn read_entry(path: &Path, keep: usize, kind: &str, seq: u64) -> Result<Option<Entry>> {
-    #[derive(Deserialize)]
-    struct Key {
-        seq: u64,
-        kind: String,
-    }
-    let mut found = None;
+/// One pass over the record: every line summarised, and the whole lines of `kind` number
+/// `seq` and of its latest review (a page and its pictures need all three; each pass parses
+/// every line of up to `keep` files).
+pub struct Reading {
+    pub entries: Vec<Entry>,
+    pub whole: Option<Entry>,
+    pub latest_review: Option<Entry>,
+}
+
+pub fn read_record_for(path: &Path, keep: usize, kind: &str, seq: u64) -> Result<Reading> {
+    let mut reading = Reading { entries: Vec::new(), whole: None, latest_review: None };
     for_each_line(path, keep, |line| {
-        if let Ok(key) = serde_json::from_str::<Key>(line) {
-            if key.seq == seq && key.kind == kind {
-                found = serde_json::from_str(line).ok().map(|line| Entry { seq, kind: key.kind, line });
+        if let Ok(summary) = serde_json::from_str::<Summary>(line) {
+            let is = |k: &str, n: u64| summary.kind == k && summary.seq == n;
+            let reviews_it = summary.kind == "review"
+                && summary.of_kind.as_ref().and_then(Value::as_str) == Some(kind)
+                && summary.of_seq.as_ref().and_then(Value::as_u64) == Some(seq);
+            let whole = || {
+                serde_json::from_str(line).ok().map(|line| Entry { seq: summary.seq, kind: summary.kind.clone(), line })
+            };
+            if is(kind, seq) {
+                reading.whole = whole();
+            } else if reviews_it {
+                reading.latest_review = whole();
             }
+            reading.entries.push(Entry {
+                seq: summary.seq,
+                kind: summary.kind.clone(),
+                line: serde_json::to_value(&summary)?,
+            });
         }
         Ok(())
     })?;
-    Ok(found)
+    Ok(reading)
 }
 
 /// A reviewer's decision on one cell or case, as appended to the record.

@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use super::accounts::{same_token, Role, Session, Sessions, Users};
 use super::correct::{objects_now, ReviewedObject};
 use super::pictures::{frame_file, render, Picture};
-use super::{correct, latest_review, pages, read_entry, read_record, Entry, Review, Signoff};
+use super::{correct, pages, read_record, read_record_for, Entry, Reading, Review, Signoff};
 use crate::integrity::record::{RecordOptions, Recorder};
 
 const COOKIE: &str = "ks_session";
@@ -133,33 +133,33 @@ impl Station {
             }
             ("GET", [kind @ ("cell" | "case"), n]) if seq(n).is_some() => {
                 let n = seq(n).unwrap_or_default();
-                Ok(match read_entry(&self.record, self.options.keep, kind, n)? {
+                let reading = read_record_for(&self.record, self.options.keep, kind, n)?;
+                Ok(match &reading.whole {
                     Some(e) => {
                         let pictures = frame_file(&e.line, self.frames.as_deref()).is_some();
-                        let entries = read_record(&self.record, self.options.keep)?;
-                        let objects = if e.kind == "cell" { Some(self.objects_of(&e, &entries)) } else { None };
-                        Reply::html(200, pages::entry(&entries, &e, pictures, objects, &session))
+                        let objects = if e.kind == "cell" { Some(objects_of(&reading, e)) } else { None };
+                        Reply::html(200, pages::entry(&reading.entries, e, pictures, objects, &session))
                     }
                     None => Reply::message(404, "No such record", Some(&session)),
                 })
             }
             ("GET", ["live"]) => {
                 let entries = read_record(&self.record, self.options.keep)?;
-                let newest = entries.iter().rev().find(|e| e.kind == "cell");
-                let newest = match newest {
-                    Some(e) => read_entry(&self.record, self.options.keep, "cell", e.seq)?,
-                    None => None,
+                let reading = match entries.iter().rev().find(|e| e.kind == "cell") {
+                    Some(e) => read_record_for(&self.record, self.options.keep, "cell", e.seq)?,
+                    None => Reading { entries, whole: None, latest_review: None },
                 };
-                let pictures = newest.as_ref().is_some_and(|e| frame_file(&e.line, self.frames.as_deref()).is_some());
-                let objects = newest.as_ref().map(|e| self.objects_of(e, &entries));
-                Ok(Reply::html(200, pages::live(&entries, newest.as_ref(), pictures, objects, &session)))
+                let newest = reading.whole.as_ref();
+                let pictures = newest.is_some_and(|e| frame_file(&e.line, self.frames.as_deref()).is_some());
+                let objects = newest.map(|e| objects_of(&reading, e));
+                Ok(Reply::html(200, pages::live(&reading.entries, newest, pictures, objects, &session)))
             }
             ("GET", ["case", n, "report"]) if seq(n).is_some() => {
-                Ok(match read_entry(&self.record, self.options.keep, "case", seq(n).unwrap_or_default())? {
+                let reading = read_record_for(&self.record, self.options.keep, "case", seq(n).unwrap_or_default())?;
+                Ok(match &reading.whole {
                     Some(case) => {
-                        let entries = read_record(&self.record, self.options.keep)?;
                         let pictures = |cell: &serde_json::Value| frame_file(cell, self.frames.as_deref()).is_some();
-                        Reply::html(200, pages::case_report(&entries, &case, pictures, &session))
+                        Reply::html(200, pages::case_report(&reading.entries, case, pictures, &session))
                     }
                     None => Reply::message(404, "No such record", Some(&session)),
                 })
@@ -194,25 +194,15 @@ impl Station {
         }
     }
 
-    /// A cell's objects as its latest review left them (that review's whole line: the
-    /// summaries do not carry objects).
-    fn objects_of(&self, cell: &Entry, entries: &[Entry]) -> Result<Vec<ReviewedObject>> {
-        let review = match latest_review(entries, "cell", cell.seq) {
-            Some(r) => read_entry(&self.record, self.options.keep, "review", r.seq)?,
-            None => None,
-        };
-        objects_now(&cell.line, review.as_ref().map(|r| &r.line))
-    }
-
     fn picture(&self, seq: u64, picture: Picture, session: &Session) -> Result<Reply> {
-        let Some(cell) = read_entry(&self.record, self.options.keep, "cell", seq)? else {
+        let reading = read_record_for(&self.record, self.options.keep, "cell", seq)?;
+        let Some(cell) = &reading.whole else {
             return Ok(Reply::message(404, "No such record", Some(session)));
         };
         let Some(frame) = frame_file(&cell.line, self.frames.as_deref()) else {
             return Ok(Reply::message(404, "The frame of this cell was not kept", Some(session)));
         };
-        let entries = read_record(&self.record, self.options.keep)?;
-        let objects = self.objects_of(&cell, &entries)?;
+        let objects = objects_of(&reading, cell)?;
         Ok(match render(&cell.line, &objects, &frame, picture) {
             Ok(png) => Reply::png(png),
             Err(e) => Reply::message(404, &format!("No picture: {e:#}"), Some(session)),
@@ -236,7 +226,8 @@ impl Station {
     }
 
     fn sign(&self, request: &Request, session: &Session, kind: &str, seq: u64) -> Result<Reply> {
-        let Some(entry) = read_entry(&self.record, self.options.keep, kind, seq)? else {
+        let reading = read_record_for(&self.record, self.options.keep, kind, seq)?;
+        let Some(entry) = &reading.whole else {
             return Ok(Reply::message(404, "No such record", Some(session)));
         };
         let field = |k: &str| request.form.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
@@ -253,7 +244,7 @@ impl Station {
                 .filter_map(|f| f["frame_sha256"].as_str().map(String::from))
                 .collect(),
         };
-        let review_seq = latest_review(&read_record(&self.record, self.options.keep)?, kind, seq).map(|r| r.seq);
+        let review_seq = reading.latest_review.as_ref().map(|r| r.seq);
         let signoff = Signoff {
             of_kind: kind.to_string(),
             of_seq: seq,
@@ -272,11 +263,11 @@ impl Station {
     /// objects `a` and `b` as class `label`, `cut` cuts object `object` along the line
     /// `x1,y1`–`x2,y2` (frame pixels). Objects are numbered as the cell page shows them now.
     fn correct(&self, request: &Request, session: &Session, seq: u64, action: &str) -> Result<Reply> {
-        let Some(cell) = read_entry(&self.record, self.options.keep, "cell", seq)? else {
+        let reading = read_record_for(&self.record, self.options.keep, "cell", seq)?;
+        let Some(cell) = &reading.whole else {
             return Ok(Reply::message(404, "No such record", Some(session)));
         };
-        let entries = read_record(&self.record, self.options.keep)?;
-        let before = self.objects_of(&cell, &entries)?;
+        let before = objects_of(&reading, cell)?;
         let field = |k: &str| request.form.get(k).map(|v| v.trim()).unwrap_or("");
         let number = |k: &str| field(k).parse::<i64>().map_err(|_| anyhow::anyhow!("{k} must be a whole number"));
         let index = |k: &str| -> Result<usize> {
@@ -413,4 +404,10 @@ pub fn serve(station: &Station, listen: &str, ready: impl FnOnce(std::net::Socke
         }
     }
     Ok(())
+}
+
+/// A cell's objects as its latest review left them (that review's whole line: the summaries
+/// do not carry objects).
+fn objects_of(reading: &Reading, cell: &Entry) -> Result<Vec<ReviewedObject>> {
+    objects_now(&cell.line, reading.latest_review.as_ref().map(|r| &r.line))
 }
