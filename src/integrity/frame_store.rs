@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
@@ -14,7 +15,13 @@ use image::GrayImage;
 pub struct FrameStore {
     dir: PathBuf,
     max_bytes: u64,
+    /// The folder's frames in bytes as last listed, plus what was kept since; `UNLISTED`
+    /// until the first frame. The folder is listed again only when this passes `max_bytes`,
+    /// not for every cell.
+    held: AtomicU64,
 }
+
+const UNLISTED: u64 = u64::MAX;
 
 /// A frame's file name in a store, if `sha256` is one (64 lowercase hex digits): nothing else
 /// ever names a file, so a recorded value cannot point outside the folder.
@@ -30,13 +37,14 @@ impl FrameStore {
         if !dir.is_dir() {
             bail!("{}: the frames folder is not a folder", dir.display());
         }
-        Ok(FrameStore { dir: dir.to_path_buf(), max_bytes })
+        Ok(FrameStore { dir: dir.to_path_buf(), max_bytes, held: AtomicU64::new(UNLISTED) })
     }
 
     /// Writes `frame` (whose sha256 is `sha256`) unless the store already holds it, then prunes.
     pub fn keep(&self, frame: &GrayImage, sha256: &str) -> Result<()> {
         let name = file_name(sha256).with_context(|| format!("{sha256:?} is not a frame sha256"))?;
         let path = self.dir.join(&name);
+        let mut added = 0;
         if !path.exists() {
             let mut png = Vec::new();
             frame
@@ -50,6 +58,12 @@ impl FrameStore {
                 let _ = std::fs::remove_file(&temporary);
                 return Err(e).with_context(|| format!("{}: cannot keep the frame", path.display()));
             }
+            added = png.len() as u64;
+        }
+        let held = self.held.load(Ordering::Relaxed);
+        if held != UNLISTED && held + added <= self.max_bytes {
+            self.held.store(held + added, Ordering::Relaxed);
+            return Ok(());
         }
         self.prune(&path)
     }
@@ -57,6 +71,7 @@ impl FrameStore {
     /// Removes the oldest frames (by modification time) until the store is within its bound;
     /// `newest` (the frame just kept) stays whatever its size.
     fn prune(&self, newest: &Path) -> Result<()> {
+        self.held.store(UNLISTED, Ordering::Relaxed); // until listed and pruned whole
         let mut frames: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(&self.dir).with_context(|| format!("{}: cannot list", self.dir.display()))? {
             let entry = entry?;
@@ -78,6 +93,7 @@ impl FrameStore {
                 total -= size;
             }
         }
+        self.held.store(total, Ordering::Relaxed);
         Ok(())
     }
 }
