@@ -78,43 +78,60 @@ fn for_each_line(path: &Path, keep: usize, mut each: impl FnMut(&str) -> Result<
 
 /// Every line of the record, summarised (see [`Summary`]), in order.
 pub fn read_record(path: &Path, keep: usize) -> Result<Vec<Entry>> {
-    Ok(read_record_for(path, keep, "", u64::MAX)?.entries)
+    Ok(read_record_for(path, keep, Wanted::Summaries)?.entries)
 }
 
-/// One pass over the record: every line summarised, and the whole lines of `kind` number
-/// `seq` and of its latest review (a page and its pictures need all three; each pass parses
-/// every line of up to `keep` files).
+/// Which entry's whole line a pass over the record also keeps.
+#[derive(Debug, Clone, Copy)]
+pub enum Wanted<'a> {
+    Summaries,
+    /// `kind` number `seq`.
+    Entry(&'a str, u64),
+    /// The newest cell (the live view).
+    NewestCell,
+}
+
+/// One pass over the record: every line summarised, and the whole lines of the wanted entry
+/// and of its latest review (a page and its pictures need all three; each pass parses every
+/// line of up to `keep` files).
 pub struct Reading {
     pub entries: Vec<Entry>,
     pub whole: Option<Entry>,
     pub latest_review: Option<Entry>,
 }
 
-pub fn read_record_for(path: &Path, keep: usize, kind: &str, seq: u64) -> Result<Reading> {
-    let mut reading = Reading { entries: Vec::new(), whole: None, latest_review: None };
+pub fn read_record_for(path: &Path, keep: usize, wanted: Wanted) -> Result<Reading> {
+    let mut entries = Vec::new();
+    let mut target = match wanted {
+        Wanted::Entry(kind, seq) => Some((kind.to_string(), seq)),
+        Wanted::Summaries | Wanted::NewestCell => None,
+    };
+    // The lines as read: parsed whole once, at the end.
+    let (mut whole, mut review): (Option<String>, Option<String>) = (None, None);
     for_each_line(path, keep, |line| {
-        if let Ok(summary) = serde_json::from_str::<Summary>(line) {
-            let is = |k: &str, n: u64| summary.kind == k && summary.seq == n;
-            let reviews_it = summary.kind == "review"
-                && summary.of_kind.as_ref().and_then(Value::as_str) == Some(kind)
-                && summary.of_seq.as_ref().and_then(Value::as_u64) == Some(seq);
-            let whole = || {
-                serde_json::from_str(line).ok().map(|line| Entry { seq: summary.seq, kind: summary.kind.clone(), line })
-            };
-            if is(kind, seq) {
-                reading.whole = whole();
-            } else if reviews_it {
-                reading.latest_review = whole();
-            }
-            reading.entries.push(Entry {
-                seq: summary.seq,
-                kind: summary.kind.clone(),
-                line: serde_json::to_value(&summary)?,
-            });
+        let Ok(summary) = serde_json::from_str::<Summary>(line) else { return Ok(()) };
+        if matches!(wanted, Wanted::NewestCell) && summary.kind == "cell" {
+            // A review always follows what it reviews in the record.
+            (target, review) = (Some(("cell".to_string(), summary.seq)), None);
         }
+        if let Some((kind, seq)) = &target {
+            if summary.kind == *kind && summary.seq == *seq {
+                whole = Some(line.to_string());
+            } else if summary.kind == "review"
+                && summary.of_kind.as_ref().and_then(Value::as_str) == Some(kind.as_str())
+                && summary.of_seq.as_ref().and_then(Value::as_u64) == Some(*seq)
+            {
+                review = Some(line.to_string());
+            }
+        }
+        entries.push(Entry { seq: summary.seq, kind: summary.kind.clone(), line: serde_json::to_value(&summary)? });
         Ok(())
     })?;
-    Ok(reading)
+    let parse = |line: Option<String>| {
+        let line: Value = serde_json::from_str(&line?).ok()?;
+        Some(Entry { seq: line["seq"].as_u64()?, kind: line["kind"].as_str()?.to_string(), line })
+    };
+    Ok(Reading { entries, whole: parse(whole), latest_review: parse(review) })
 }
 
 /// A reviewer's decision on one cell or case, as appended to the record.
@@ -159,4 +176,48 @@ pub fn latest_review<'a>(entries: &'a [Entry], kind: &str, seq: u64) -> Option<&
         .iter()
         .rev()
         .find(|e| e.kind == "review" && e.line["of_seq"].as_u64() == Some(seq) && e.line["of_kind"] == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_pass_keeps_the_wanted_line_and_its_latest_review() {
+        let path = std::env::temp_dir().join(format!("karyoscreen-reading-{}.jsonl", std::process::id()));
+        let review = |seq: u64, of: u64, mark: &str| {
+            format!(r#"{{"seq":{seq},"kind":"review","of_kind":"cell","of_seq":{of},"comment":"{mark}"}}"#)
+        };
+        let lines = [
+            r#"{"seq":1,"kind":"cell","karyotype":"46,XX"}"#.to_string(),
+            review(2, 1, "first of 1"),
+            r#"{"seq":3,"kind":"cell","karyotype":"47,XY,+21"}"#.to_string(),
+            review(4, 3, "first of 3"),
+            review(5, 3, "last of 3"),
+            review(6, 1, "last of 1"),
+            r#"{"seq":7,"kind":"case","frames":[]}"#.to_string(),
+            r#"{"seq":8,"kind":"cell","karyotype":"45,X"}"#.to_string(),
+        ];
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let read = |wanted| read_record_for(&path, 1, wanted).unwrap();
+        let comment = |e: Option<Entry>| e.map(|e| e.line["comment"].as_str().unwrap_or_default().to_string());
+
+        let newest = read(Wanted::NewestCell);
+        assert_eq!(newest.entries.len(), 8);
+        assert_eq!(newest.whole.as_ref().map(|e| (e.seq, e.line["karyotype"].clone())), Some((8, "45,X".into())));
+        assert!(newest.latest_review.is_none(), "the reviews before it are of other cells");
+
+        let third = read(Wanted::Entry("cell", 3));
+        assert_eq!(comment(third.latest_review).as_deref(), Some("last of 3"));
+
+        let first = read(Wanted::Entry("cell", 1));
+        assert_eq!(first.whole.map(|e| e.seq), Some(1));
+        assert_eq!(comment(first.latest_review).as_deref(), Some("last of 1"));
+
+        let case = read(Wanted::Entry("case", 7));
+        assert_eq!((case.whole.map(|e| e.kind), case.latest_review.is_none()), (Some("case".into()), true));
+        let summaries = read(Wanted::Summaries);
+        assert!(summaries.whole.is_none() && summaries.latest_review.is_none());
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use super::accounts::{same_token, Role, Session, Sessions, Users};
 use super::correct::{objects_now, ReviewedObject};
 use super::pictures::{frame_file, render, Picture};
-use super::{correct, pages, read_record, read_record_for, Entry, Reading, Review, Signoff};
+use super::{correct, pages, read_record, read_record_for, Entry, Reading, Review, Signoff, Wanted};
 use crate::integrity::record::{RecordOptions, Recorder};
 
 const COOKIE: &str = "ks_session";
@@ -133,7 +133,7 @@ impl Station {
             }
             ("GET", [kind @ ("cell" | "case"), n]) if seq(n).is_some() => {
                 let n = seq(n).unwrap_or_default();
-                let reading = read_record_for(&self.record, self.options.keep, kind, n)?;
+                let reading = read_record_for(&self.record, self.options.keep, Wanted::Entry(kind, n))?;
                 Ok(match &reading.whole {
                     Some(e) => {
                         let pictures = frame_file(&e.line, self.frames.as_deref()).is_some();
@@ -144,18 +144,18 @@ impl Station {
                 })
             }
             ("GET", ["live"]) => {
-                let entries = read_record(&self.record, self.options.keep)?;
-                let reading = match entries.iter().rev().find(|e| e.kind == "cell") {
-                    Some(e) => read_record_for(&self.record, self.options.keep, "cell", e.seq)?,
-                    None => Reading { entries, whole: None, latest_review: None },
-                };
+                let reading = read_record_for(&self.record, self.options.keep, Wanted::NewestCell)?;
                 let newest = reading.whole.as_ref();
                 let pictures = newest.is_some_and(|e| frame_file(&e.line, self.frames.as_deref()).is_some());
                 let objects = newest.map(|e| objects_of(&reading, e));
                 Ok(Reply::html(200, pages::live(&reading.entries, newest, pictures, objects, &session)))
             }
             ("GET", ["case", n, "report"]) if seq(n).is_some() => {
-                let reading = read_record_for(&self.record, self.options.keep, "case", seq(n).unwrap_or_default())?;
+                let reading = read_record_for(
+                    &self.record,
+                    self.options.keep,
+                    Wanted::Entry("case", seq(n).unwrap_or_default()),
+                )?;
                 Ok(match &reading.whole {
                     Some(case) => {
                         let pictures = |cell: &serde_json::Value| frame_file(cell, self.frames.as_deref()).is_some();
@@ -195,7 +195,7 @@ impl Station {
     }
 
     fn picture(&self, seq: u64, picture: Picture, session: &Session) -> Result<Reply> {
-        let reading = read_record_for(&self.record, self.options.keep, "cell", seq)?;
+        let reading = read_record_for(&self.record, self.options.keep, Wanted::Entry("cell", seq))?;
         let Some(cell) = &reading.whole else {
             return Ok(Reply::message(404, "No such record", Some(session)));
         };
@@ -226,7 +226,7 @@ impl Station {
     }
 
     fn sign(&self, request: &Request, session: &Session, kind: &str, seq: u64) -> Result<Reply> {
-        let reading = read_record_for(&self.record, self.options.keep, kind, seq)?;
+        let reading = read_record_for(&self.record, self.options.keep, Wanted::Entry(kind, seq))?;
         let Some(entry) = &reading.whole else {
             return Ok(Reply::message(404, "No such record", Some(session)));
         };
@@ -263,7 +263,7 @@ impl Station {
     /// objects `a` and `b` as class `label`, `cut` cuts object `object` along the line
     /// `x1,y1`–`x2,y2` (frame pixels). Objects are numbered as the cell page shows them now.
     fn correct(&self, request: &Request, session: &Session, seq: u64, action: &str) -> Result<Reply> {
-        let reading = read_record_for(&self.record, self.options.keep, "cell", seq)?;
+        let reading = read_record_for(&self.record, self.options.keep, Wanted::Entry("cell", seq))?;
         let Some(cell) = &reading.whole else {
             return Ok(Reply::message(404, "No such record", Some(session)));
         };
