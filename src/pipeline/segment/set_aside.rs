@@ -32,7 +32,8 @@ const RIM_OUTLINE: f64 = 0.25;
 const FAINT: f64 = 0.3;
 /// Instances under this share of the median instance's cells are specks of debris. The
 /// smallest chromosomes (21, 22) have a median 0.41–0.42 of the median chromosome's area in
-/// the DAPI train frames' class maps, and 2 of the 5,086 chromosomes there are under a fifth.
+/// the DAPI train frames' class maps, and 2 of the 5,086 chromosomes there are under a fifth
+/// (`python -m karyotrain.areas`).
 const SPECK: f64 = 0.2;
 
 /// Each map cell's brightness on 0–255: the mean of the network input's `stride × stride`
