@@ -177,3 +177,24 @@ fn frames_are_scored_against_polygons_label_maps_boxes_and_karyotypes() {
     assert!(text.contains("touching homologs merge"), "{text}");
     assert!(text.contains("precision 0.833  recall 0.833"), "{text}");
 }
+
+#[test]
+fn a_core_logit_override_is_reported_and_dark_on_light_frames_keep_their_own() {
+    let dir = build_set(&common::scratch("eval_frames", "core_logit"));
+    let learned = |extra: &[&str]| {
+        let mut args =
+            vec!["eval-frames", dir.to_str().unwrap(), "--json", "--segmenter", "learned", "--split", "test"];
+        args.extend(extra);
+        let out = karyoscreen(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).expect("stdout is JSON")
+    };
+    let card = learned(&[]);
+    assert!(card.get("core_logit").is_none(), "the card's own value is not reported as an override");
+    let overridden = learned(&["--core-logit", "-3.5"]);
+    assert_eq!(overridden["core_logit"], -3.5);
+    // every frame here is dark on light, cut at the card's dark_on_light value either way
+    let found =
+        |report: &Value| report["rows"].as_array().unwrap().iter().map(|r| r["found"].clone()).collect::<Vec<_>>();
+    assert_eq!(found(&card), found(&overridden));
+}

@@ -336,6 +336,9 @@ pub struct FramesReport {
     pub min_count: Option<usize>,
     pub model: String,
     pub segmenter: String,
+    /// The learned segmenter's core logit on fluorescent frames, where it was not the card's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core_logit: Option<f32>,
     pub frames: usize,
     pub count_exact_pct: f64,
     pub count_within_2_pct: f64,
@@ -465,6 +468,7 @@ pub fn evaluate_frames(pipeline: &Pipeline, dir: &Path, selection: &Selection) -
         min_count: selection.min_count,
         model: format!("{} ({})", pipeline.model.card.name, pipeline.model.origin),
         segmenter: pipeline.segmenting.describe(),
+        core_logit: None,
         frames: out.len(),
         count_exact_pct: pct(out.iter().filter(|r| r.abs_error == 0).count(), out.len()),
         count_within_2_pct: pct(out.iter().filter(|r| r.abs_error <= 2).count(), out.len()),

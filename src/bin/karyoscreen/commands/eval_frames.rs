@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
+use karyoscreen::pipeline::Pipeline;
 use karyoscreen::tools::frames_eval::{evaluate_frames, Selection};
 
 use super::eval::Split;
@@ -29,14 +30,25 @@ pub struct EvalFramesArgs {
     /// Print the figures and one row per frame as JSON.
     #[arg(long)]
     json: bool,
+    /// Cut the learned segmenter's instances on fluorescent (light-on-dark) frames at this core
+    /// logit instead of its card's `core_logit.light_on_dark`: to choose that value on val
+    /// frames, or find the threshold each train frame needs (`karyotrain.count_guide`).
+    #[arg(long, value_name = "LOGIT", allow_negative_numbers = true)]
+    core_logit: Option<f32>,
     #[command(flatten)]
     model: ModelArgs,
 }
 
 pub fn exec(args: EvalFramesArgs) -> Result<ExitCode> {
-    let pipeline = args.model.pipeline()?;
+    let segmenting = args.model.segmenting_adjusted(|segmenter| {
+        if let Some(logit) = args.core_logit {
+            segmenter.card.instances.core_logit.light_on_dark = logit;
+        }
+    })?;
+    let pipeline = Pipeline::new(args.model.load()?).with_segmenting(segmenting);
     let selection = Selection { split: args.split.map(|s| format!("{s:?}").to_lowercase()), min_count: args.min_count };
-    let report = evaluate_frames(&pipeline, &args.dir, &selection)?;
+    let mut report = evaluate_frames(&pipeline, &args.dir, &selection)?;
+    report.core_logit = args.core_logit;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -49,6 +61,9 @@ pub fn exec(args: EvalFramesArgs) -> Result<ExitCode> {
         report.model
     )?;
     outln!("segmenter               {}", report.segmenter)?;
+    if let Some(logit) = report.core_logit {
+        outln!("core logit (fluorescent) {logit} (not the card's)")?;
+    }
     outln!("frames evaluated        {}", report.frames)?;
     outln!("count exact             {:.1} %", report.count_exact_pct)?;
     outln!("count within +-2        {:.1} %", report.count_within_2_pct)?;

@@ -92,12 +92,19 @@ impl ModelArgs {
     /// The segmenting asked for: `auto` (the default) and `learned` use the given segmenter
     /// bundle or the built-in one.
     pub fn segmenting(&self) -> Result<Segmenting> {
+        self.segmenting_adjusted(|_| {})
+    }
+
+    /// [`ModelArgs::segmenting`], with the segmenter network changed by `adjust` once loaded.
+    pub fn segmenting_adjusted(&self, adjust: impl Fn(&mut Segmenter)) -> Result<Segmenting> {
         let trust = self.trust.trust()?;
         let network = || -> Result<Arc<Segmenter>> {
-            Ok(Arc::new(match &self.segmenter_model {
+            let mut segmenter = match &self.segmenter_model {
                 Some(path) => Segmenter::from_path(path, &trust)?,
                 None => Segmenter::embedded()?,
-            }))
+            };
+            adjust(&mut segmenter);
+            Ok(Arc::new(segmenter))
         };
         Ok(match (self.segmenter, &self.segmenter_model) {
             (Some(SegmenterKind::Classic), Some(_)) => {
