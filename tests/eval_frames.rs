@@ -178,10 +178,27 @@ fn frames_are_scored_against_polygons_label_maps_boxes_and_karyotypes() {
     assert!(text.contains("precision 0.833  recall 0.833"), "{text}");
 }
 
+/// One frame: demo frame 1 inverted, so light on dark (fluorescent), where `--core-logit` applies.
+fn build_fluorescent_set(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir.join("ann")).unwrap();
+    let frame = dir.join("demo.png");
+    let out = karyoscreen(&["demo", "--write-frame", "1", "--out", frame.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut gray = image::open(&frame).unwrap().to_luma8();
+    image::imageops::invert(&mut gray);
+    gray.save(&frame).unwrap();
+    write_json(&dir.join("ann/demo.json"), &json!({ "image": "demo.png", "count": 46, "karyotype": "46,XX" }));
+    std::fs::write(
+        dir.join("frames.csv"),
+        "image,ann,group_id,split,count,karyotype,band\ndemo.png,ann/demo.json,a,test,46,\"46,XX\",Q\n",
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
 #[test]
-fn a_core_logit_override_is_reported_and_dark_on_light_frames_keep_their_own() {
-    let dir = build_set(&common::scratch("eval_frames", "core_logit"));
-    let learned = |extra: &[&str]| {
+fn a_core_logit_override_cuts_fluorescent_frames_only_and_is_reported() {
+    let learned = |dir: &Path, extra: &[&str]| {
         let mut args =
             vec!["eval-frames", dir.to_str().unwrap(), "--json", "--segmenter", "learned", "--split", "test"];
         args.extend(extra);
@@ -189,12 +206,19 @@ fn a_core_logit_override_is_reported_and_dark_on_light_frames_keep_their_own() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<Value>(&out.stdout).expect("stdout is JSON")
     };
-    let card = learned(&[]);
-    assert!(card.get("core_logit").is_none(), "the card's own value is not reported as an override");
-    let overridden = learned(&["--core-logit", "-3.5"]);
-    assert_eq!(overridden["core_logit"], -3.5);
-    // every frame here is dark on light, cut at the card's dark_on_light value either way
     let found =
         |report: &Value| report["rows"].as_array().unwrap().iter().map(|r| r["found"].clone()).collect::<Vec<_>>();
-    assert_eq!(found(&card), found(&overridden));
+
+    let fluorescent = build_fluorescent_set(&common::scratch("eval_frames", "core_logit_fluorescent"));
+    let card = learned(&fluorescent, &[]);
+    assert!(card.get("core_logit").is_none(), "the card's own value is not reported as an override");
+    assert_eq!(found(&card), [46]);
+    // a threshold above most of the network's core logits breaks chromosomes into pieces
+    let high = learned(&fluorescent, &["--core-logit", "4"]);
+    assert_eq!(high["core_logit"], 4.0);
+    assert!(high["rows"][0]["found"].as_u64().unwrap() > 46, "{}", high["rows"][0]);
+
+    // dark-on-light frames are cut at the card's dark_on_light value either way
+    let drawn = build_set(&common::scratch("eval_frames", "core_logit_drawn"));
+    assert_eq!(found(&learned(&drawn, &[])), found(&learned(&drawn, &["--core-logit", "4"])));
 }

@@ -32,7 +32,7 @@ pub struct EvalFramesArgs {
     json: bool,
     /// Cut the learned segmenter's instances on fluorescent (light-on-dark) frames at this core
     /// logit instead of its card's `core_logit.light_on_dark`: to choose that value on val
-    /// frames, or find the threshold each train frame needs (`karyotrain.count_guide`).
+    /// frames, or see how far each frame's best value lies from it (`karyotrain.threshold_sweep`).
     #[arg(long, value_name = "LOGIT", allow_negative_numbers = true)]
     core_logit: Option<f32>,
     #[command(flatten)]
