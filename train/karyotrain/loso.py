@@ -8,9 +8,11 @@ Arguments after `--` go to every `karyotrain.train` run (identity only, no expor
 trains N runs at once (one GPU holds several of these small networks). `--evaluate-only` reads
 the runs' best.pt again. Writes runs/NAME/loso.json and prints a markdown table: each source's
 test split, per crop and after the cell step (torch float), by the model that never saw it and
-by the model trained on all sources.
+by the model trained on all sources. `--by-group SOURCE` also prints that source's val and test
+splits case by case (`group_id`), per crop, by both models.
 """
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -50,6 +52,20 @@ def test_figures(model, d, homolog_weight):
     return dict(n=int(m.sum()), crop=r["crop"]["accuracy"], cell=r["cell"]["accuracy"])
 
 
+def group_figures(model, d, set_dir):
+    """Val and test splits of one set, case by case -> {split: {group_id: (crops, per-crop accuracy)}}."""
+    with open(os.path.join(set_dir, "labels.csv")) as f:
+        group_of = {r["path"]: r["group_id"] for r in csv.DictReader(f)}
+    out = {}
+    for split in ("val", "test"):
+        m = d["split"] == split
+        logits, _ = identity_and_homolog(model, d["image"][m], d["size"][m])
+        right = np.asarray(logits).argmax(1) == d["label"][m]
+        groups = np.array([group_of[p] for p in d["path"][m]])
+        out[split] = {g: (int((groups == g).sum()), float(right[groups == g].mean())) for g in sorted(set(groups))}
+    return out
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     ours, train_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
@@ -58,6 +74,7 @@ def main(argv=None):
     ap.add_argument("--name", default="loso", help="runs/NAME/ holds the runs and loso.json")
     ap.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     ap.add_argument("--evaluate-only", action="store_true")
+    ap.add_argument("--by-group", metavar="SOURCE", help="also print this source's val and test cases one by one")
     args = ap.parse_args(ours)
     if len(args.data) < 2:
         ap.error("leaving a source out needs at least two sources")
@@ -84,7 +101,9 @@ def main(argv=None):
             sys.exit(f"runs failed: {', '.join(failed)} (see runs/{args.name}/*.log)")
 
     sets = {n: D.load_set(p) for n, p in zip(names, args.data)}
-    table = {}
+    if args.by_group is not None and args.by_group not in names:
+        ap.error(f"--by-group {args.by_group}: not one of the sources ({', '.join(names)})")
+    table, by_group = {}, {}
     for left_out in runs:
         model = KaryoNet(train_option(train_args, "--arch", DEFAULT_ARCH),
                          pair_dim=int(train_option(train_args, "--pair-dim", 0)))
@@ -92,6 +111,8 @@ def main(argv=None):
         tested = names if left_out == ALL else [left_out]
         weight = float(train_option(train_args, "--homolog-weight", 1.0))
         table[left_out] = {n: test_figures(model.eval(), sets[n], weight) for n in tested}
+        if args.by_group is not None and left_out in (args.by_group, ALL):
+            by_group[left_out] = group_figures(model, sets[args.by_group], args.data[names.index(args.by_group)])
     with open(os.path.join(RUNS, args.name, "loso.json"), "w") as f:
         json.dump(dict(train_args=train_args, sources=names, test=table), f, indent=1)
     pct = lambda v: f"{100 * v:.1f} %"
@@ -100,6 +121,12 @@ def main(argv=None):
     for n in names:
         out, ins = table[n][n], table[ALL][n]
         print(f"| {n} | {out['n']} | {pct(out['crop'])} | {pct(out['cell'])} | {pct(ins['crop'])} | {pct(ins['cell'])} |")
+    if by_group:
+        print(f"\n| {args.by_group} split | case | crops | all sources: per crop | left out: per crop |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        for split, groups in by_group[ALL].items():
+            for g, (n, acc) in groups.items():
+                print(f"| {split} | {g} | {n} | {pct(acc)} | {pct(by_group[args.by_group][split][g][1])} |")
 
 
 if __name__ == "__main__":
