@@ -110,9 +110,9 @@ fn build_set(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// With the classic segmenter, whose result on these drawn frames the figures above expect.
-fn run_json(dir: &Path, extra: &[&str]) -> Value {
-    let mut args = vec!["eval-frames", dir.to_str().unwrap(), "--json", "--segmenter", "classic"];
+/// `eval-frames DIR --json --segmenter SEGMENTER EXTRA…`, parsed.
+fn run_json(dir: &Path, segmenter: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["eval-frames", dir.to_str().unwrap(), "--json", "--segmenter", segmenter];
     args.extend(extra);
     let out = karyoscreen(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -127,7 +127,8 @@ fn counts(figures: &Value) -> (u64, u64, u64) {
 fn frames_are_scored_against_polygons_label_maps_boxes_and_karyotypes() {
     let dir = build_set(&common::scratch("eval_frames", "set"));
 
-    let report = run_json(&dir, &["--split", "test"]);
+    // the classic segmenter, whose result on these drawn frames the figures below expect
+    let report = run_json(&dir, "classic", &["--split", "test"]);
     assert_eq!((&report["frames"], &report["segmenter"]), (&Value::from(3), &Value::from("classic")));
     let rows = report["rows"].as_array().unwrap();
     assert!(rows.iter().all(|r| r["segmenter"] == "classic"), "{rows:?}");
@@ -161,7 +162,7 @@ fn frames_are_scored_against_polygons_label_maps_boxes_and_karyotypes() {
     assert!(close(&instances[1]["f1"], 2.0 * (5.0 / 6.0) / (1.0 + 5.0 / 6.0)));
 
     // boxes: box IoU, said so
-    let report = run_json(&dir, &["--split", "val"]);
+    let report = run_json(&dir, "classic", &["--split", "val"]);
     assert_eq!(report["instances"][0]["truth"], "boxes");
     assert_eq!(counts(&report["instances"][0]), (5, 1, 1));
 
@@ -198,14 +199,7 @@ fn build_fluorescent_set(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_core_logit_override_cuts_fluorescent_frames_only_and_is_reported() {
-    let learned = |dir: &Path, extra: &[&str]| {
-        let mut args =
-            vec!["eval-frames", dir.to_str().unwrap(), "--json", "--segmenter", "learned", "--split", "test"];
-        args.extend(extra);
-        let out = karyoscreen(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).expect("stdout is JSON")
-    };
+    let learned = |dir: &Path, extra: &[&str]| run_json(dir, "learned", &[&["--split", "test"], extra].concat());
     let found =
         |report: &Value| report["rows"].as_array().unwrap().iter().map(|r| r["found"].clone()).collect::<Vec<_>>();
 

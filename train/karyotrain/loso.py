@@ -60,7 +60,7 @@ def group_figures(model, d, set_dir):
     for split in ("val", "test"):
         m = d["split"] == split
         logits, _ = identity_and_homolog(model, d["image"][m], d["size"][m])
-        right = np.asarray(logits).argmax(1) == d["label"][m]
+        right = logits.argmax(1) == d["label"][m]
         groups = np.array([group_of[p] for p in d["path"][m]])
         out[split] = {g: (int((groups == g).sum()), float(right[groups == g].mean())) for g in sorted(set(groups))}
     return out
